@@ -1,0 +1,233 @@
+//! Configuration: one struct, built once from flags and `RILL_*` variables,
+//! then passed down. Nothing deeper in rill reads the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::generation::GenerationConfig;
+use crate::hub::HubConfig;
+use crate::store::Retention;
+
+/// rill: a Server-Sent Events server for LLM output and live events.
+#[derive(Debug, Parser)]
+#[command(name = "rill", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server options, when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// rill's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Publish one event to a stream.
+    Publish(crate::cli::publish::PublishArgs),
+    /// Print a stream's events as they arrive.
+    Tail(crate::cli::tail::TailArgs),
+}
+
+/// Which model back-end serves `POST /v1/generations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Replays the recorded seed answer; no model server needed.
+    Mock,
+    /// Ollama's `/api/chat` and `/api/generate`.
+    Ollama,
+    /// Any OpenAI-compatible `/v1/chat/completions`.
+    Openai,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `rill serve`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "RILL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Milliseconds between tokens of the mock model.
+    #[arg(long, env = "RILL_MOCK_DELAY_MS", default_value_t = 100)]
+    pub mock_delay_ms: u64,
+
+    /// Seconds between `:` keep-alive comments on open streams.
+    #[arg(long, env = "RILL_KEEPALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_secs: u64,
+
+    /// The `retry:` hint sent at the start of every stream, in milliseconds.
+    #[arg(long, env = "RILL_RETRY_MS", default_value_t = 2000)]
+    pub retry_ms: u64,
+
+    /// Cancel a generation nobody has listened to for this many seconds
+    /// (`never` keeps generations running for later readers).
+    #[arg(long, env = "RILL_GENERATION_GRACE", default_value = "5", value_parser = parse_grace)]
+    pub generation_grace: Grace,
+
+    /// Fail a generation whose model server sends nothing for this many seconds.
+    #[arg(long, env = "RILL_UPSTREAM_TIMEOUT_SECS", default_value_t = 60)]
+    pub upstream_timeout_secs: u64,
+
+    /// Events kept per stream.
+    #[arg(long, env = "RILL_RETENTION_EVENTS", default_value_t = 1000)]
+    pub retention_events: usize,
+
+    /// Encoded bytes kept per stream.
+    #[arg(long, env = "RILL_RETENTION_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub retention_bytes: usize,
+
+    /// Seconds an event is kept.
+    #[arg(long, env = "RILL_RETENTION_SECS", default_value_t = 3600)]
+    pub retention_secs: u64,
+
+    /// Largest event data accepted, in bytes (larger publishes get 413).
+    #[arg(long, env = "RILL_MAX_EVENT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_event_bytes: usize,
+
+    /// Most streams held at once (a publish that would create one more gets 503).
+    #[arg(long, env = "RILL_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+
+    /// Most subscribers on one stream; more get `200`, `retry:` and a close.
+    #[arg(
+        long,
+        env = "RILL_MAX_SUBSCRIBERS_PER_STREAM",
+        default_value_t = 20_000
+    )]
+    pub max_subscribers_per_stream: usize,
+
+    /// Most subscribers on this node; more get `200`, `retry:` and a close.
+    #[arg(long, env = "RILL_MAX_SUBSCRIBERS", default_value_t = 50_000)]
+    pub max_subscribers: usize,
+
+    /// Events a subscriber may lag behind live before it is caught up from
+    /// the store.
+    #[arg(long, env = "RILL_SUBSCRIBER_BUFFER", default_value_t = 256)]
+    pub subscriber_buffer: usize,
+
+    /// Model back-end for `POST /v1/generations`.
+    #[arg(long, env = "RILL_BACKEND", value_enum, default_value_t = BackendKind::Mock)]
+    pub backend: BackendKind,
+
+    /// Base URL of the model server (default: Ollama's or OpenAI's usual one).
+    #[arg(long, env = "RILL_BACKEND_URL")]
+    pub backend_url: Option<String>,
+
+    /// Model used when a request names none.
+    #[arg(long, env = "RILL_MODEL")]
+    pub model: Option<String>,
+
+    /// Name of the environment variable holding the OpenAI-compatible API key.
+    #[arg(long, env = "RILL_API_KEY_ENV", default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+
+    /// Seconds to let open streams close at shutdown before exiting anyway.
+    #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How long an unwatched generation lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Grace {
+    /// Cancel after this long.
+    After(Duration),
+    /// Never cancel.
+    Never,
+}
+
+fn parse_grace(s: &str) -> Result<Grace, String> {
+    if s.eq_ignore_ascii_case("never") {
+        return Ok(Grace::Never);
+    }
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| Grace::After(Duration::from_secs_f64(v)))
+        .ok_or_else(|| format!("`{s}` is not a number of seconds or `never`"))
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl ServeArgs {
+    /// Checks values that depend on each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_event_bytes == 0 || self.max_event_bytes >= self.retention_bytes {
+            return Err(ConfigError(format!(
+                "--max-event-bytes ({}) must be above 0 and below --retention-bytes ({})",
+                self.max_event_bytes, self.retention_bytes
+            )));
+        }
+        if self.retention_events == 0 || self.subscriber_buffer == 0 {
+            return Err(ConfigError(
+                "--retention-events and --subscriber-buffer must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The hub's part.
+    pub fn hub(&self) -> HubConfig {
+        HubConfig {
+            subscriber_buffer: self.subscriber_buffer,
+            keepalive: Duration::from_secs(self.keepalive_secs),
+            retry_ms: self.retry_ms,
+            max_subscribers_per_stream: self.max_subscribers_per_stream,
+            max_subscribers: self.max_subscribers,
+        }
+    }
+
+    /// The store's retention.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_events: self.retention_events,
+            max_bytes: self.retention_bytes,
+            max_age: Duration::from_secs(self.retention_secs),
+        }
+    }
+
+    /// The generations' part.
+    pub fn generations(&self) -> GenerationConfig {
+        GenerationConfig {
+            grace: match self.generation_grace {
+                Grace::After(d) => Some(d),
+                Grace::Never => None,
+            },
+            upstream_timeout: Duration::from_secs(self.upstream_timeout_secs.max(1)),
+        }
+    }
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Cli::parse_from(["rill"]).serve
+    }
+}

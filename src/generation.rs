@@ -1,0 +1,290 @@
+//! Generations: a model's answer written into a stream.
+//!
+//! Starting a generation creates a stream `gen-<id>` whose event ids carry
+//! the prefix `<id>` on the wire, and a task that reads the back-end's tokens
+//! and publishes each as a `message` event, then `event: done` (or
+//! `event: error`) as the terminal event. Browsers read the stream, so they
+//! can leave and come back.
+//!
+//! The task stops, and drops the upstream request with it, when
+//! - someone calls [`Generations::cancel`] (`done_reason: "cancelled"`), or
+//! - nobody has listened for the grace period (`cancelled_by:
+//!   "no_listeners"`), unless the grace is "never".
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, BackendError, Chunk, Finish, GenerateRequest};
+use crate::hub::Hub;
+use crate::ids::StreamName;
+use crate::metrics as m;
+use crate::sse::EventType;
+use crate::store::{Draft, StoreError};
+
+/// Names of generation streams start with this.
+pub const GENERATION_PREFIX: &str = "gen-";
+
+/// Timings of generations.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerationConfig {
+    /// Cancel a generation nobody has listened to for this long; `None`: never.
+    pub grace: Option<Duration>,
+    /// Give up on an upstream that sends nothing for this long.
+    pub upstream_timeout: Duration,
+}
+
+/// A started generation.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Started {
+    /// The generation's id.
+    pub id: String,
+    /// The URL path of its stream.
+    pub stream: String,
+    /// The stream's name.
+    #[serde(skip)]
+    pub stream_name: StreamName,
+}
+
+/// The running generations of this node.
+#[derive(Clone)]
+pub struct Generations {
+    hub: Hub,
+    config: GenerationConfig,
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
+
+/// How a generation ended.
+enum Outcome {
+    Finished(Finish),
+    Cancelled(&'static str),
+    Failed(BackendError),
+}
+
+impl Generations {
+    /// A registry that publishes into `hub`.
+    pub fn new(hub: Hub, config: GenerationConfig) -> Self {
+        Self {
+            hub,
+            config,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The stream name of generation `id`.
+    pub fn stream_of(id: &str) -> Result<StreamName, crate::ids::NameError> {
+        StreamName::new(format!("{GENERATION_PREFIX}{id}"))
+    }
+
+    /// Starts `request` on `backend`.
+    pub async fn start(
+        &self,
+        backend: Arc<dyn Backend>,
+        request: GenerateRequest,
+    ) -> Result<Started, StoreError> {
+        let id = new_id();
+        let stream_name =
+            Self::stream_of(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.hub
+            .store()
+            .create(&stream_name, Some(id.clone()))
+            .await?;
+        let cancel = self.hub.shutdown().child_token();
+        self.lock().insert(id.clone(), cancel.clone());
+        metrics::counter!(m::GENERATIONS_STARTED, "backend" => backend.name()).increment(1);
+        metrics::gauge!(m::GENERATIONS_ACTIVE).increment(1.0);
+        let this = self.clone();
+        let name = stream_name.clone();
+        let gen_id = id.clone();
+        tokio::spawn(async move {
+            this.run(backend, request, &name, cancel).await;
+            this.lock().remove(&gen_id);
+            metrics::gauge!(m::GENERATIONS_ACTIVE).decrement(1.0);
+        });
+        Ok(Started {
+            stream: format!("/v1/streams/{stream_name}"),
+            id,
+            stream_name,
+        })
+    }
+
+    /// Cancels generation `id`; false if it is not running here.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.lock().get(id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Generations running on this node.
+    pub fn active(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn run(
+        &self,
+        backend: Arc<dyn Backend>,
+        request: GenerateRequest,
+        name: &StreamName,
+        cancel: CancellationToken,
+    ) {
+        let started = Instant::now();
+        // Holding the channel keeps its subscriber count alive for us.
+        let channel = self.hub.channel(name);
+        let mut listeners = channel.subscribers();
+        let mut stats = Stats::default();
+        let outcome = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Outcome::Cancelled("request"),
+            _ = nobody_listens(&mut listeners, self.config.grace) => Outcome::Cancelled("no_listeners"),
+            o = self.relay(backend.as_ref(), &request, name, &mut stats, started) => o,
+        };
+        let backend_name = backend.name();
+        let (draft, label) = match outcome {
+            Outcome::Finished(f) => (done_event(&f, &stats, started, None), "finished"),
+            Outcome::Cancelled(by) => {
+                let f = Finish {
+                    model: request.model.clone().unwrap_or_default(),
+                    done_reason: "cancelled".into(),
+                    ..Finish::default()
+                };
+                (done_event(&f, &stats, started, Some(by)), "cancelled")
+            }
+            Outcome::Failed(e) => {
+                metrics::counter!(m::UPSTREAM_ERRORS, "kind" => e.kind()).increment(1);
+                tracing::warn!(stream = %name, error = %e, "generation failed");
+                (error_event(&e), "failed")
+            }
+        };
+        metrics::counter!(m::GENERATIONS_ENDED, "outcome" => label, "backend" => backend_name)
+            .increment(1);
+        if let Err(e) = self.hub.publish(name, &draft).await {
+            tracing::warn!(stream = %name, error = %e, "could not end generation stream");
+        }
+    }
+
+    async fn relay(
+        &self,
+        backend: &dyn Backend,
+        request: &GenerateRequest,
+        name: &StreamName,
+        stats: &mut Stats,
+        started: Instant,
+    ) -> Outcome {
+        let timeout = self.config.upstream_timeout;
+        let secs = timeout.as_secs();
+        let mut tokens = match tokio::time::timeout(timeout, backend.generate(request)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Outcome::Failed(e),
+            Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
+        };
+        let mut last = started;
+        loop {
+            let next = match tokio::time::timeout(timeout, tokens.next()).await {
+                Ok(n) => n,
+                Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
+            };
+            match next {
+                None => return Outcome::Failed(BackendError::Truncated),
+                Some(Err(e)) => return Outcome::Failed(e),
+                Some(Ok(Chunk::Done(f))) => return Outcome::Finished(f),
+                Some(Ok(Chunk::Token(t))) if t.is_empty() => {}
+                Some(Ok(Chunk::Token(t))) => {
+                    let now = Instant::now();
+                    if stats.tokens == 0 {
+                        stats.first_token = Some(now - started);
+                        metrics::histogram!(m::TIME_TO_FIRST_TOKEN)
+                            .record((now - started).as_secs_f64());
+                    } else {
+                        metrics::histogram!(m::INTER_TOKEN).record((now - last).as_secs_f64());
+                    }
+                    last = now;
+                    stats.tokens += 1;
+                    if let Err(e) = self.hub.publish(name, &Draft::message(t)).await {
+                        return Outcome::Failed(BackendError::Protocol(format!("store: {e}")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    tokens: u64,
+    first_token: Option<Duration>,
+}
+
+/// Resolves once nobody has listened for `grace`; never when `grace` is `None`.
+async fn nobody_listens(listeners: &mut watch::Receiver<usize>, grace: Option<Duration>) {
+    let Some(grace) = grace else {
+        return std::future::pending().await;
+    };
+    loop {
+        if listeners.wait_for(|n| *n == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {
+                if *listeners.borrow() == 0 {
+                    return;
+                }
+            }
+            r = listeners.changed() => {
+                if r.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
+fn done_event(f: &Finish, stats: &Stats, started: Instant, cancelled_by: Option<&str>) -> Draft {
+    let mut body = serde_json::json!({
+        "model": f.model,
+        "done_reason": f.done_reason,
+        "tokens": stats.tokens,
+        "prompt_tokens": f.prompt_tokens,
+        "completion_tokens": f.completion_tokens,
+        "time_to_first_token_ms": stats.first_token.map(|d| d.as_millis() as u64),
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    if let Some(by) = cancelled_by {
+        body["cancelled_by"] = by.into();
+    }
+    Draft {
+        event_type: EventType::new("done").ok(),
+        data: body.to_string(),
+        terminal: true,
+    }
+}
+
+fn error_event(e: &BackendError) -> Draft {
+    let body = serde_json::json!({
+        "error": e.kind(),
+        "message": e.to_string(),
+        "upstream_status": e.upstream_status(),
+    });
+    Draft {
+        event_type: EventType::new("error").ok(),
+        data: body.to_string(),
+        terminal: true,
+    }
+}
+
+fn new_id() -> String {
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}

@@ -1,0 +1,93 @@
+//! Every error a request can meet, and the one place it becomes a status.
+//!
+//! Bodies are JSON: `{"error": "<kind>", "message": "<what to do>"}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::ids::NameError;
+use crate::sse::FieldError;
+use crate::store::StoreError;
+
+/// An error answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A name or id does not follow its grammar.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A field value would break the event framing.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// `Accept` admits no event stream.
+    #[error("this route answers text/event-stream; send `Accept: text/event-stream` (or */*)")]
+    NotAcceptable,
+    /// The event is larger than the limit.
+    #[error("event data is {size} bytes; the limit is {limit} (--max-event-bytes)")]
+    TooLarge {
+        /// Bytes sent.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Nothing by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store said no.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The body's media type is not one this route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Name(_) | ApiError::Field(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Store(StoreError::Finished(_)) => StatusCode::CONFLICT,
+            ApiError::Store(StoreError::Exists(_)) => StatusCode::CONFLICT,
+            ApiError::Store(StoreError::TooManyStreams(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Name(_) => "bad_name",
+            ApiError::Field(_) => "bad_field",
+            ApiError::NotAcceptable => "not_acceptable",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Store(StoreError::Finished(_)) => "stream_finished",
+            ApiError::Store(StoreError::Exists(_)) => "exists",
+            ApiError::Store(StoreError::TooManyStreams(_)) => "too_many_streams",
+            ApiError::Store(StoreError::Unavailable(_)) => "store_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        metrics::counter!(crate::metrics::REJECTED, "reason" => self.kind()).increment(1);
+        let body = serde_json::json!({ "error": self.kind(), "message": self.to_string() });
+        let mut res = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        res
+    }
+}

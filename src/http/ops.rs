@@ -1,0 +1,77 @@
+//! Operations: liveness, metrics, and the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::AppState;
+
+/// The OpenAPI document, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rill",
+        description = "Server-Sent Events for LLM output and live events"
+    ),
+    paths(
+        super::demo::sse,
+        super::streams::subscribe,
+        super::streams::publish,
+        super::streams::list,
+        super::streams::remove,
+        super::generations::create,
+        super::generations::cancel,
+        healthz,
+        metrics,
+    ),
+    components(schemas(
+        super::streams::PublishBody,
+        super::streams::Published,
+        super::streams::StreamList,
+        crate::store::StreamInfo,
+        super::generations::CreateGeneration,
+        super::generations::Cancelled,
+        crate::generation::Started,
+        crate::backend::Message,
+    ))
+)]
+pub struct ApiDoc;
+
+/// `GET /healthz`: whether the server and its store are up.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "Up"), (status = 503, description = "The store is unreachable")))]
+pub async fn healthz(State(st): State<AppState>) -> Response {
+    match st.hub.store().healthy().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ok", "store": "ok" })).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "degraded", "store": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, content_type = "text/plain", description = "Prometheus metrics")))]
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    match &st.metrics {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,184 @@
+//! `/v1/streams`: publish to, subscribe to, list and end named streams.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::sse::{negotiate, respond, resume_from};
+use super::AppState;
+use crate::generation::GENERATION_PREFIX;
+use crate::ids::StreamName;
+use crate::sse::EventType;
+use crate::store::{Draft, StreamInfo};
+
+/// Event types rill itself sends; publishers cannot use them.
+pub const RESERVED_EVENT_TYPES: [&str; 2] = ["reset", "end"];
+
+/// The `lastEventId` query parameter.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ResumeQuery {
+    /// Resume after this id (for a first connection; `Last-Event-ID` wins).
+    /// `0` replays everything retained.
+    #[serde(rename = "lastEventId")]
+    pub last_event_id: Option<String>,
+}
+
+/// A JSON publish body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    /// The event data: a string is sent as it is; any other JSON value is
+    /// sent as its JSON text.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// The event type (`message` when absent).
+    pub event: Option<String>,
+}
+
+/// The answer to a publish.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Published {
+    /// The event's id, as subscribers see it in `id:`.
+    pub id: String,
+}
+
+/// The stream list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamList {
+    /// All streams, by name.
+    pub streams: Vec<StreamInfo>,
+}
+
+fn stream_name(name: String) -> Result<StreamName, ApiError> {
+    Ok(StreamName::new(name)?)
+}
+
+/// `GET /v1/streams/{name}`: subscribe (SSE).
+#[utoipa::path(get, path = "/v1/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name"), ResumeQuery),
+    responses(
+        (status = 200, description = "Replay after the id, then live events. Over a subscriber limit: only a `retry:` hint, then a clean close.", content_type = "text/event-stream"),
+        (status = 204, description = "The stream has ended and the client has read its end"),
+        (status = 400, description = "Bad stream name"),
+        (status = 406, description = "Accept admits no event stream"),
+    ))]
+pub async fn subscribe(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<ResumeQuery>,
+) -> Result<Response, ApiError> {
+    negotiate(&headers)?;
+    let name = stream_name(name)?;
+    let resume = resume_from(&headers, q.last_event_id.as_deref());
+    let outcome = st.hub.subscribe(&name, &resume).await?;
+    Ok(respond(outcome, st.hub.config().retry_ms))
+}
+
+/// `POST /v1/streams/{name}`: publish one event.
+#[utoipa::path(post, path = "/v1/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    request_body(content = PublishBody, description = "JSON `{data, event}`, or any UTF-8 text body as the data"),
+    responses(
+        (status = 201, body = Published),
+        (status = 400, description = "Bad name, event type or body; `gen-*` streams are written by generations only"),
+        (status = 409, description = "The stream has ended"),
+        (status = 413, description = "Event larger than --max-event-bytes"),
+        (status = 503, description = "Too many streams, or the store is unavailable; see Retry-After"),
+    ))]
+pub async fn publish(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let name = stream_name(name)?;
+    let draft = draft_from_body(&headers, &body)?;
+    if draft.data.len() > st.max_event_bytes {
+        return Err(ApiError::TooLarge {
+            size: draft.data.len(),
+            limit: st.max_event_bytes,
+        });
+    }
+    if name.as_str().starts_with(GENERATION_PREFIX) {
+        return Err(ApiError::BadRequest(format!(
+            "streams named {GENERATION_PREFIX}* belong to generations; publish elsewhere"
+        )));
+    }
+    let record = st.hub.publish(&name, &draft).await?;
+    let id = record.id.to_string();
+    Ok((StatusCode::CREATED, Json(Published { id })).into_response())
+}
+
+/// Reads a publish body: JSON when the content type says so, else text.
+pub fn draft_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Draft, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        });
+    if !is_json {
+        let data = std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
+        return Ok(Draft::message(data));
+    }
+    let parsed: PublishBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected JSON {{\"data\": ..., \"event\": \"optional-type\"}}: {e}"
+        ))
+    })?;
+    let data = match parsed.data {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let event_type = match parsed.event {
+        None => None,
+        Some(t) if RESERVED_EVENT_TYPES.contains(&t.as_str()) => {
+            return Err(ApiError::BadRequest(format!(
+                "event type `{t}` is reserved for rill ({})",
+                RESERVED_EVENT_TYPES.join(", ")
+            )))
+        }
+        Some(t) => Some(EventType::new(t)?),
+    };
+    Ok(Draft {
+        event_type,
+        data,
+        terminal: false,
+    })
+}
+
+/// `GET /v1/streams`: list streams.
+#[utoipa::path(get, path = "/v1/streams", tag = "streams",
+    responses((status = 200, body = StreamList)))]
+pub async fn list(State(st): State<AppState>) -> Result<Json<StreamList>, ApiError> {
+    Ok(Json(StreamList {
+        streams: st.hub.list().await?,
+    }))
+}
+
+/// `DELETE /v1/streams/{name}`: end a stream and drop its events.
+#[utoipa::path(delete, path = "/v1/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 204, description = "Ended; live subscribers got `event: end` and were closed"),
+        (status = 404, description = "No such stream"),
+    ))]
+pub async fn remove(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = stream_name(name)?;
+    if st.hub.remove(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no stream named {name}")))
+    }
+}

@@ -1,0 +1,224 @@
+//! The hub: live fan-out of every stream to its subscribers.
+//!
+//! Each stream that someone publishes to or listens to has a [`Channel`]: a
+//! `tokio::sync::broadcast` ring of encoded frames. Publishing appends to the
+//! [`Store`] and sends the stored record's bytes into the ring under the
+//! stream's publish lock, so the ring sees ids in order. Subscribing joins the
+//! ring *before* reading the store, so every event is either in the replay or
+//! in the ring (or both, and the subscriber skips ids it has already sent):
+//! no gap and no duplicate at the seam.
+//!
+//! One task per hub sends the keep-alive comment into every ring, so an idle
+//! connection costs no timer of its own, and drops channels nobody holds.
+
+mod subscription;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use subscription::{Resume, Subscribe, Subscription};
+
+use crate::ids::{EventId, StreamName};
+use crate::metrics as m;
+use crate::sse::EventType;
+use crate::store::{Draft, Record, Store, StoreError, StreamInfo};
+
+/// Limits and timings of the hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Frames a subscriber may fall behind the live ring before it is caught
+    /// up from the store.
+    pub subscriber_buffer: usize,
+    /// Interval of the `:` keep-alive comment.
+    pub keepalive: Duration,
+    /// The `retry:` hint sent first on every stream, in milliseconds.
+    pub retry_ms: u64,
+    /// Most subscribers on one stream (on this node).
+    pub max_subscribers_per_stream: usize,
+    /// Most subscribers on this node.
+    pub max_subscribers: usize,
+}
+
+/// A frame in a stream's live ring.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The event id; `None` for a keep-alive comment.
+    pub id: Option<EventId>,
+    /// The encoded bytes.
+    pub bytes: Bytes,
+    /// Whether this frame ends the stream.
+    pub terminal: bool,
+}
+
+/// The live side of one stream.
+#[derive(Debug)]
+pub struct Channel {
+    tx: broadcast::Sender<Frame>,
+    publish: tokio::sync::Mutex<()>,
+    subscribers: watch::Sender<usize>,
+}
+
+impl Channel {
+    /// Subscribers on this node, as a watch that changes when one comes or goes.
+    pub fn subscribers(&self) -> watch::Receiver<usize> {
+        self.subscribers.subscribe()
+    }
+}
+
+/// The hub. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    channels: Mutex<HashMap<StreamName, Arc<Channel>>>,
+    config: HubConfig,
+    shutdown: CancellationToken,
+    subscribers: AtomicUsize,
+}
+
+impl Hub {
+    /// A hub over `store`. Call [`Hub::run_maintenance`] in a task.
+    pub fn new(store: Arc<dyn Store>, config: HubConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                channels: Mutex::new(HashMap::new()),
+                config,
+                shutdown,
+                subscribers: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The store behind the hub.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The hub's configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// The token that is cancelled when the server shuts down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Subscribers on this node, all streams.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.load(Ordering::Relaxed)
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<StreamName, Arc<Channel>>> {
+        self.inner
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The channel of `name`, created if absent.
+    pub fn channel(&self, name: &StreamName) -> Arc<Channel> {
+        let mut map = self.channels();
+        map.entry(name.clone())
+            .or_insert_with(|| {
+                let (tx, _) = broadcast::channel(self.inner.config.subscriber_buffer.max(1));
+                let (subscribers, _) = watch::channel(0);
+                Arc::new(Channel {
+                    tx,
+                    publish: tokio::sync::Mutex::new(()),
+                    subscribers,
+                })
+            })
+            .clone()
+    }
+
+    /// Appends an event and sends it to every live subscriber.
+    pub async fn publish(&self, name: &StreamName, draft: &Draft) -> Result<Record, StoreError> {
+        let channel = self.channel(name);
+        let _order = channel.publish.lock().await;
+        let record = self.inner.store.append(name, draft).await?;
+        // No receiver is not an error: the event is in the store.
+        let _ = channel.tx.send(Frame {
+            id: Some(record.id),
+            bytes: record.frame.clone(),
+            terminal: record.terminal,
+        });
+        metrics::counter!(m::EVENTS_PUBLISHED).increment(1);
+        Ok(record)
+    }
+
+    /// Ends and removes a stream: live subscribers get a terminal
+    /// `event: end` and are closed. Returns whether the stream existed.
+    pub async fn remove(&self, name: &StreamName) -> Result<bool, StoreError> {
+        let channel = self.channel(name);
+        let _order = channel.publish.lock().await;
+        let Some(last) = self.inner.store.remove(name).await? else {
+            return Ok(false);
+        };
+        let end = Draft {
+            event_type: EventType::new("end").ok(),
+            data: serde_json::json!({ "stream": name.as_str(), "reason": "deleted" }).to_string(),
+            terminal: true,
+        };
+        let id = last.next();
+        let _ = channel.tx.send(Frame {
+            id: Some(id),
+            bytes: end.encode(None, id),
+            terminal: true,
+        });
+        Ok(true)
+    }
+
+    /// Streams in the store, with this node's subscriber counts.
+    pub async fn list(&self) -> Result<Vec<StreamInfo>, StoreError> {
+        let mut streams = self.inner.store.list().await?;
+        let map = self.channels();
+        for s in &mut streams {
+            if let Ok(name) = StreamName::new(s.name.clone()) {
+                s.subscribers = map.get(&name).map_or(0, |c| *c.subscribers.borrow());
+            }
+        }
+        Ok(streams)
+    }
+
+    /// Sends keep-alives, sweeps the store and drops unused channels, until
+    /// shutdown.
+    pub async fn run_maintenance(self) {
+        let keepalive = Frame {
+            id: None,
+            bytes: Bytes::from_static(b":\n\n"),
+            terminal: false,
+        };
+        let mut ticks = tokio::time::interval(self.inner.config.keepalive);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let live: Vec<Arc<Channel>> = {
+                let mut map = self.channels();
+                // Only the map holds a channel nobody subscribes to or
+                // publishes on; no one can reach it except through the map,
+                // whose lock we hold.
+                map.retain(|_, c| Arc::strong_count(c) > 1);
+                map.values().cloned().collect()
+            };
+            for c in live {
+                let _ = c.tx.send(keepalive.clone());
+            }
+            self.inner.store.sweep().await;
+        }
+    }
+}

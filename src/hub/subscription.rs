@@ -1,0 +1,268 @@
+//! One subscriber's view of a stream: replay from an id, then live.
+//!
+//! A [`Subscription`] yields the chunks of an SSE response body: the
+//! `retry:` hint, an `event: reset` when the requested id is gone, the
+//! retained events after the id, then live frames. When it falls further
+//! behind the live ring than its buffer, it goes back to the store and
+//! catches up; if the store no longer has what it missed, it says so with
+//! `event: reset`. Dropping it (the client went away) releases its place.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::{Channel, Frame, Hub};
+use crate::ids::{wire_id, EventId, StreamName, WireId};
+use crate::metrics as m;
+use crate::sse::{encode_event, encode_retry, EventType};
+use crate::store::{Record, StoreError};
+
+/// Events read from the store per page during replay.
+const REPLAY_PAGE: usize = 256;
+
+/// Where a client asked to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// No id: start at the live edge.
+    Live,
+    /// After this id (`0`: everything retained).
+    From(WireId),
+    /// Text that is not one of rill's ids; answered with `event: reset`.
+    Invalid(String),
+}
+
+impl Resume {
+    /// The id as the client sent it, for messages.
+    pub fn raw(&self) -> Option<String> {
+        match self {
+            Resume::Live => None,
+            Resume::From(w) => Some(wire_id(w.prefix.as_deref(), w.id)),
+            Resume::Invalid(s) => Some(s.clone()),
+        }
+    }
+}
+
+/// The answer to a subscribe request.
+pub enum Subscribe {
+    /// Stream these bytes.
+    Stream(Box<Subscription>),
+    /// The stream has ended and the client has read the end: answer `204`.
+    FullyRead,
+    /// Over a subscriber limit: answer `200` with `retry:` and close.
+    Overloaded,
+}
+
+/// A live subscription; see the module docs.
+pub struct Subscription {
+    hub: Hub,
+    name: StreamName,
+    channel: Arc<Channel>,
+    rx: broadcast::Receiver<Frame>,
+    prefix: Option<String>,
+    last: EventId,
+    prelude: VecDeque<Bytes>,
+    backlog: VecDeque<Record>,
+    caught_up: bool,
+    ended: bool,
+}
+
+impl Hub {
+    /// Subscribes to `name`, resuming as `resume` says.
+    pub async fn subscribe(
+        &self,
+        name: &StreamName,
+        resume: &Resume,
+    ) -> Result<Subscribe, StoreError> {
+        let cfg = self.config();
+        let channel = self.channel(name);
+        // Join the live ring before reading the store: see the hub's docs.
+        let rx = channel.tx.subscribe();
+        let total = self.inner.subscribers.load(Ordering::Relaxed);
+        if total >= cfg.max_subscribers
+            || *channel.subscribers.borrow() >= cfg.max_subscribers_per_stream
+        {
+            metrics::counter!(m::REJECTED, "reason" => "subscriber_limit").increment(1);
+            return Ok(Subscribe::Overloaded);
+        }
+        let head = self.store().read_after(name, EventId::START, 0).await?;
+        let unknown = EventId(u64::MAX);
+        let requested_after = match resume {
+            Resume::Live => head.last_id,
+            Resume::From(w)
+                if w.prefix == head.prefix || (w.prefix.is_none() && w.id == EventId::START) =>
+            {
+                w.id
+            }
+            _ => unknown,
+        };
+        if head.finished && requested_after == head.last_id {
+            return Ok(Subscribe::FullyRead);
+        }
+        if !matches!(resume, Resume::Live) {
+            metrics::counter!(m::RESUMES).increment(1);
+        }
+        let raw = resume.raw();
+        let mut prelude = VecDeque::from([encode_retry(cfg.retry_ms)]);
+        let mut last = requested_after;
+        if requested_after > head.last_id {
+            // Not an id of this stream: say so, then replay what is retained.
+            last = EventId(head.first_retained.0 - 1);
+            prelude.push_back(reset(&head.prefix, last, "unknown", None, raw.as_deref()));
+        } else if requested_after.next() < head.first_retained {
+            last = EventId(head.first_retained.0 - 1);
+            let missed = last.0 - requested_after.0;
+            prelude.push_back(reset(
+                &head.prefix,
+                last,
+                "expired",
+                Some(missed),
+                raw.as_deref(),
+            ));
+        }
+        let ended = head.finished && last >= head.last_id;
+        self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
+        channel.subscribers.send_modify(|n| *n += 1);
+        metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
+        Ok(Subscribe::Stream(Box::new(Subscription {
+            hub: self.clone(),
+            name: name.clone(),
+            channel,
+            rx,
+            prefix: head.prefix,
+            last,
+            prelude,
+            backlog: VecDeque::new(),
+            caught_up: false,
+            ended,
+        })))
+    }
+}
+
+fn reset(
+    prefix: &Option<String>,
+    at: EventId,
+    reason: &str,
+    missed: Option<u64>,
+    requested: Option<&str>,
+) -> Bytes {
+    metrics::counter!(m::RESETS, "reason" => reason.to_owned()).increment(1);
+    let body = serde_json::json!({
+        "reason": reason,
+        "requested": requested,
+        "missed": missed,
+        "resume_from": wire_id(prefix.as_deref(), at),
+    });
+    let t = EventType::new("reset").ok();
+    encode_event(
+        Some(&wire_id(prefix.as_deref(), at)),
+        t.as_ref(),
+        &body.to_string(),
+    )
+}
+
+impl Subscription {
+    /// The stream this subscription reads.
+    pub fn stream(&self) -> &StreamName {
+        &self.name
+    }
+
+    /// The next chunk of the response body; `None` when the stream is over.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(b) = self.prelude.pop_front() {
+                return Some(b);
+            }
+            if self.ended {
+                return None;
+            }
+            if let Some(r) = self.backlog.pop_front() {
+                return Some(self.deliver(r.id, r.frame, r.terminal));
+            }
+            if !self.caught_up {
+                if let Err(e) = self.fill_backlog().await {
+                    tracing::warn!(stream = %self.name, error = %e, "replay failed; closing");
+                    self.ended = true;
+                    return Some(encode_retry(self.hub.config().retry_ms));
+                }
+                continue;
+            }
+            let frame = tokio::select! {
+                biased;
+                _ = self.hub.shutdown().cancelled() => {
+                    self.ended = true;
+                    return Some(shutdown_retry(self.hub.config().retry_ms));
+                }
+                r = self.rx.recv() => r,
+            };
+            match frame {
+                Ok(Frame {
+                    id: None, bytes, ..
+                }) => return Some(bytes),
+                Ok(Frame { id: Some(id), .. }) if id <= self.last => {}
+                Ok(Frame {
+                    id: Some(id),
+                    bytes,
+                    terminal,
+                }) => return Some(self.deliver(id, bytes, terminal)),
+                Err(RecvError::Lagged(_)) => {
+                    // Fell behind the ring: catch up from the store.
+                    metrics::counter!(m::SLOW_CATCHUPS).increment(1);
+                    self.caught_up = false;
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    fn deliver(&mut self, id: EventId, bytes: Bytes, terminal: bool) -> Bytes {
+        self.last = id;
+        if terminal {
+            self.ended = true;
+        }
+        metrics::counter!(m::EVENTS_DELIVERED).increment(1);
+        bytes
+    }
+
+    async fn fill_backlog(&mut self) -> Result<(), StoreError> {
+        let page = self
+            .hub
+            .store()
+            .read_after(&self.name, self.last, REPLAY_PAGE)
+            .await?;
+        if self.last.next() < page.first_retained && self.last < page.last_id {
+            // What we missed has left the store while we lagged.
+            let at = EventId(page.first_retained.0 - 1);
+            let missed = at.0 - self.last.0;
+            metrics::counter!(m::SLOW_DROPS).increment(1);
+            self.prelude
+                .push_back(reset(&self.prefix, at, "lagged", Some(missed), None));
+            self.last = at;
+        }
+        if page.records.len() < REPLAY_PAGE {
+            self.caught_up = true;
+        }
+        self.backlog.extend(page.records);
+        Ok(())
+    }
+}
+
+/// The `retry:` sent to every open stream at shutdown, with jitter so that a
+/// restart does not bring every browser back in the same millisecond.
+fn shutdown_retry(retry_ms: u64) -> Bytes {
+    use rand::Rng;
+    let ms = rand::rng().random_range(retry_ms..=retry_ms.saturating_mul(4).max(retry_ms));
+    encode_retry(ms)
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.channel
+            .subscribers
+            .send_modify(|n| *n = n.saturating_sub(1));
+        metrics::gauge!(m::SUBSCRIBERS).decrement(1.0);
+    }
+}

@@ -1,0 +1,91 @@
+//! Wiring: from a configuration to a running server.
+//!
+//! Builds the store, the hub, the back-ends and the routes, starts the hub's
+//! maintenance task, and serves until the shutdown token is cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::mock::{MockBackend, RecordingError};
+use crate::backend::Backend;
+use crate::config::{BackendKind, ConfigError, ServeArgs};
+use crate::generation::Generations;
+use crate::http::{self, AppState};
+use crate::hub::Hub;
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The recorded answer did not parse.
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
+    /// Binding or serving failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What rill was doing.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Builds the application state from `args`.
+pub fn build(args: &ServeArgs, shutdown: CancellationToken) -> Result<AppState, ServerError> {
+    args.validate()?;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(args.retention(), args.max_streams));
+    let hub = Hub::new(store, args.hub(), shutdown);
+    let demo = Arc::new(MockBackend::seed(Duration::from_millis(
+        args.mock_delay_ms,
+    ))?);
+    let backend: Arc<dyn Backend> = match args.backend {
+        BackendKind::Mock => demo.clone(),
+        BackendKind::Ollama | BackendKind::Openai => {
+            return Err(ConfigError::new(format!(
+                "--backend {:?} is not available in this build",
+                args.backend
+            ))
+            .into())
+        }
+    };
+    Ok(AppState {
+        generations: Generations::new(hub.clone(), args.generations()),
+        hub,
+        backend,
+        demo,
+        max_event_bytes: args.max_event_bytes,
+        metrics: crate::metrics::install(),
+    })
+}
+
+/// Binds `args.listen` and serves until `shutdown` is cancelled.
+pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let state = build(&args, shutdown.clone())?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServerError::Io {
+            context: format!("cannot listen on {}", args.listen),
+            source,
+        })?;
+    tokio::spawn(state.hub.clone().run_maintenance());
+    let app = http::router(state);
+    http::serve(
+        listener,
+        app,
+        shutdown,
+        Duration::from_secs(args.shutdown_timeout_secs),
+    )
+    .await
+    .map_err(|source| ServerError::Io {
+        context: "server failed".into(),
+        source,
+    })
+}

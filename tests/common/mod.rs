@@ -1,0 +1,176 @@
+//! Shared test support: start the real `rill` binary on port 0 and read its
+//! event streams the way a browser does.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rill::sse::{ParsedEvent, Parser};
+
+/// A running `rill serve`, killed on drop.
+pub struct TestServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Lines the server logged after start-up.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    /// Starts rill with `args` on a free port and waits until it listens.
+    pub fn start(args: &[&str]) -> TestServer {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`TestServer::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env("RILL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn rill");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("rill exited before listening")
+                .expect("read stderr");
+            if let Some(i) = line.find("listening on http://") {
+                break line[i + "listening on ".len()..].trim().to_owned();
+            }
+        };
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        TestServer { child, base, log }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGTERM and waits for the exit status, up to `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An open event stream, parsed by rill's WHATWG parser (checked against the
+/// shared conformance vectors in its unit tests).
+pub struct SseClient {
+    /// The response status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    parser: Parser,
+    /// Every byte received, for framing checks.
+    pub raw: Vec<u8>,
+    /// Whether the server closed the body.
+    pub closed: bool,
+}
+
+impl SseClient {
+    /// Opens `url` with `Accept: text/event-stream` and `headers`.
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> SseClient {
+        let mut req = reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("request");
+        SseClient {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: Box::pin(res.bytes_stream()),
+            parser: Parser::default(),
+            raw: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// The next dispatched event, or `None` when the stream closed or
+    /// nothing came within `wait`.
+    pub async fn next_event(&mut self, wait: Duration) -> Option<ParsedEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(e) = self.parser.next_event() {
+                return Some(e);
+            }
+            if self.closed {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return None,
+                Ok(None) | Ok(Some(Err(_))) => self.closed = true,
+                Ok(Some(Ok(chunk))) => {
+                    self.raw.extend_from_slice(&chunk);
+                    self.parser.feed(&chunk).expect("parse");
+                }
+            }
+        }
+    }
+
+    /// Events until the server closes the stream (bounded by `wait` overall).
+    pub async fn collect(&mut self, wait: Duration) -> Vec<ParsedEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(e) => out.push(e),
+                None => return out,
+            }
+        }
+    }
+
+    /// The `retry:` value seen, if any.
+    pub fn retry(&self) -> Option<u64> {
+        self.parser.retry()
+    }
+}
+
+/// Publishes `data` (JSON body) to `stream`; returns the id.
+pub async fn publish(base: &str, stream: &str, data: &str, event: Option<&str>) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/v1/streams/{stream}"))
+        .json(&serde_json::json!({ "data": data, "event": event }))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(res.status().as_u16(), 201, "publish status");
+    let v: serde_json::Value = res.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
