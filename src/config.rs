@@ -1,10 +1,20 @@
-//! Configuration: one struct, built once from flags and `RILL_*` variables,
-//! then passed down. Nothing deeper in rill reads the environment.
+//! Configuration: one struct, built once at start-up, then passed down.
+//! Nothing deeper in rill reads the environment.
+//!
+//! Precedence, highest first: command-line flags, `RILL_*` environment
+//! variables, the TOML file named by `--config`, built-in defaults. clap
+//! handles the first two and the defaults; [`load`] puts the file's values
+//! in place of the defaults only, and refuses unknown keys and bad values
+//! with a message that names the key.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use crate::generation::GenerationConfig;
 use crate::hub::HubConfig;
@@ -31,10 +41,12 @@ pub enum Command {
     Publish(crate::cli::publish::PublishArgs),
     /// Print a stream's events as they arrive.
     Tail(crate::cli::tail::TailArgs),
+    /// Print the effective configuration (flags > RILL_* env > --config file > defaults) as TOML.
+    Config(ServeArgs),
 }
 
 /// Which model back-end serves `POST /v1/generations`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Replays the recorded seed answer; no model server needed.
@@ -46,7 +58,7 @@ pub enum BackendKind {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -55,9 +67,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Options of `rill serve`.
-#[derive(Debug, Clone, Args, serde::Serialize)]
+/// Options of `rill serve`. In a `--config` file each is a key named like
+/// its flag (`mock-delay-ms = 20`).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ServeArgs {
+    /// A TOML file of settings; flags and RILL_* variables override it.
+    #[arg(long, env = "RILL_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "RILL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -145,13 +164,38 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-/// How long an unwatched generation lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// How long an unwatched generation lives: seconds, or `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grace {
     /// Cancel after this long.
     After(Duration),
     /// Never cancel.
     Never,
+}
+
+impl Serialize for Grace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Grace::After(d) => s.serialize_f64(d.as_secs_f64()),
+            Grace::Never => s.serialize_str("never"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Grace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(f64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Secs(v) => v.to_string(),
+            Raw::Text(t) => t,
+        };
+        parse_grace(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 fn parse_grace(s: &str) -> Result<Grace, String> {
@@ -185,6 +229,9 @@ impl ServeArgs {
                 "--max-event-bytes ({}) must be above 0 and below --retention-bytes ({})",
                 self.max_event_bytes, self.retention_bytes
             )));
+        }
+        if self.keepalive_secs == 0 {
+            return Err(ConfigError("keepalive-secs must be at least 1".into()));
         }
         if self.retention_events == 0 || self.subscriber_buffer == 0 {
             return Err(ConfigError(
@@ -226,8 +273,168 @@ impl ServeArgs {
     }
 }
 
-impl Default for ServeArgs {
-    fn default() -> Self {
-        Cli::parse_from(["rill"]).serve
+/// Parses the command line and applies the `--config` file under it.
+pub fn load() -> Result<Cli, ConfigError> {
+    load_from(std::env::args_os())
+}
+
+/// [`load`] over the given arguments (the first is the program name).
+/// A `--help`/`--version` request or a bad flag exits the process with
+/// clap's message, as a command-line tool should.
+pub fn load_from<I, T>(argv: I) -> Result<Cli, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().get_matches_from(argv);
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
+    match (&mut cli.command, matches.subcommand()) {
+        (None, _) => apply_file(&mut cli.serve, &matches)?,
+        (Some(Command::Serve(a)), Some((_, sub))) | (Some(Command::Config(a)), Some((_, sub))) => {
+            apply_file(a, sub)?
+        }
+        _ => {}
+    }
+    Ok(cli)
+}
+
+/// Puts the values of `args.config`, if any, where `matches` took defaults.
+fn apply_file(args: &mut ServeArgs, matches: &ArgMatches) -> Result<(), ConfigError> {
+    let Some(path) = args.config.clone() else {
+        return Ok(());
+    };
+    let shown = path.display();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError(format!("cannot read config file {shown}: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError(format!("{shown} is not valid TOML: {e}")))?;
+    let mut merged = toml::Table::try_from(&*args)
+        .map_err(|e| ConfigError(format!("internal: cannot represent settings: {e}")))?;
+    for (key, value) in table {
+        let id = key.replace('-', "_");
+        let known = Cli::command()
+            .get_arguments()
+            .any(|a| a.get_id().as_str() == id && id != "config");
+        if !known {
+            return Err(ConfigError(format!(
+                "{shown}: unknown key `{key}` (keys are the `rill serve` flags without `--`, e.g. `mock-delay-ms`)"
+            )));
+        }
+        let kebab = id.replace('_', "-");
+        check_key(&kebab, &value, &shown.to_string())?;
+        if matches.value_source(&id) == Some(ValueSource::DefaultValue)
+            || matches.value_source(&id).is_none()
+        {
+            merged.insert(kebab, value);
+        }
+    }
+    let config = args.config.take();
+    *args = merged
+        .try_into()
+        .map_err(|e| ConfigError(format!("{shown}: {e}")))?;
+    args.config = config;
+    Ok(())
+}
+
+/// Checks one key's value alone, so an error names the key.
+fn check_key(key: &str, value: &toml::Value, file: &str) -> Result<(), ConfigError> {
+    let mut probe = toml::Table::try_from(ServeArgs::defaults())
+        .map_err(|e| ConfigError(format!("internal: {e}")))?;
+    probe.insert(key.to_owned(), value.clone());
+    probe
+        .try_into::<ServeArgs>()
+        .map(drop)
+        .map_err(|e| ConfigError(format!("{file}: bad value for `{key}`: {}", e.message())))
+}
+
+impl ServeArgs {
+    /// The built-in defaults, ignoring the environment.
+    pub fn defaults() -> ServeArgs {
+        let mut cmd = Cli::command();
+        cmd = cmd.mut_args(|a| a.env(None::<&str>).hide_env(true));
+        let matches = cmd.get_matches_from(["rill"]);
+        match ServeArgs::from_arg_matches(&matches) {
+            Ok(a) => a,
+            // The defaults are literals in this file; a failure here is a
+            // bug caught by the unit tests below.
+            Err(e) => unreachable!("built-in defaults do not parse: {e}"),
+        }
+    }
+
+    /// The settings as TOML, as `rill config` prints them.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError(format!("cannot print settings: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile_path::Temp {
+        tempfile_path::Temp::new(text)
+    }
+
+    mod tempfile_path {
+        pub struct Temp(pub std::path::PathBuf);
+        impl Temp {
+            pub fn new(text: &str) -> Temp {
+                let n: u64 = rand::random();
+                let p = std::env::temp_dir().join(format!("rill-config-{n:x}.toml"));
+                std::fs::write(&p, text).unwrap();
+                Temp(p)
+            }
+        }
+        impl Drop for Temp {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    fn serve(argv: &[&str]) -> Result<ServeArgs, ConfigError> {
+        let cli = load_from(std::iter::once("rill").chain(argv.iter().copied()))?;
+        Ok(match cli.command {
+            Some(Command::Serve(a)) | Some(Command::Config(a)) => a,
+            _ => cli.serve,
+        })
+    }
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let d = ServeArgs::defaults();
+        assert_eq!(d.listen.to_string(), "127.0.0.1:8080");
+        d.validate().unwrap();
+        assert!(d.to_toml().unwrap().contains("mock-delay-ms = 100"));
+    }
+
+    #[test]
+    fn file_fills_defaults_but_flags_win() {
+        let f = write("mock-delay-ms = 7\nretry-ms = 1234\ngeneration-grace = \"never\"\n");
+        let path = f.0.to_str().unwrap();
+        let a = serve(&["--config", path]).unwrap();
+        assert_eq!(a.mock_delay_ms, 7);
+        assert_eq!(a.retry_ms, 1234);
+        assert_eq!(a.generation_grace, Grace::Never);
+        let a = serve(&["serve", "--config", path, "--mock-delay-ms", "9"]).unwrap();
+        assert_eq!(a.mock_delay_ms, 9);
+        assert_eq!(a.retry_ms, 1234);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let f = write("mock-delay = 7\n");
+        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("unknown key `mock-delay`"), "{e}");
+        let f = write("listen = \"not an address\"\n");
+        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("`listen`"), "{e}");
+        let f = write("mock-delay-ms = -3\n");
+        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("`mock-delay-ms`"), "{e}");
+        let f = write("this is = not toml [\n");
+        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("not valid TOML"), "{e}");
     }
 }

@@ -4,13 +4,12 @@
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use rill::config::{Cli, Command, LogFormat, ServeArgs};
+use rill::config::{Command, LogFormat, ServeArgs};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = rill::config::load()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         None => runtime.block_on(serve(cli.serve)),
@@ -21,6 +20,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Tail(args)) => Ok(runtime.block_on(rill::cli::tail::run(args))?),
+        Some(Command::Config(args)) => {
+            args.validate()?;
+            print!("{}", args.to_toml()?);
+            Ok(())
+        }
     }
 }
 
