@@ -57,7 +57,11 @@ pub struct Generations {
     hub: Hub,
     config: GenerationConfig,
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    recent_ttft: Arc<Mutex<std::collections::VecDeque<Duration>>>,
 }
+
+/// How many recent times to first token [`Generations::recent_ttft`] keeps.
+const RECENT_TTFT: usize = 64;
 
 /// How a generation ended.
 enum Outcome {
@@ -73,6 +77,7 @@ impl Generations {
             hub,
             config,
             running: Arc::new(Mutex::new(HashMap::new())),
+            recent_ttft: Arc::new(Mutex::new(std::collections::VecDeque::new())),
         }
     }
 
@@ -127,6 +132,20 @@ impl Generations {
     /// Generations running on this node.
     pub fn active(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Times to first token of the most recent generations, oldest first.
+    pub fn recent_ttft(&self) -> Vec<Duration> {
+        let recent = self.recent_ttft.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().copied().collect()
+    }
+
+    fn note_ttft(&self, ttft: Duration) {
+        let mut recent = self.recent_ttft.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_TTFT {
+            recent.pop_front();
+        }
+        recent.push_back(ttft);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
@@ -205,6 +224,7 @@ impl Generations {
                     let now = Instant::now();
                     if stats.tokens == 0 {
                         stats.first_token = Some(now - started);
+                        self.note_ttft(now - started);
                         metrics::histogram!(m::TIME_TO_FIRST_TOKEN)
                             .record((now - started).as_secs_f64());
                     } else {

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod generation;
 pub mod http;
 pub mod hub;

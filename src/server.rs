@@ -76,6 +76,11 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
             source,
         })?;
     tokio::spawn(state.hub.clone().run_maintenance());
+    tokio::spawn(crate::dashboard::run(
+        state.hub.clone(),
+        state.generations.clone(),
+        Duration::from_secs(1),
+    ));
     let app = http::router(state);
     http::serve(
         listener,

@@ -19,10 +19,17 @@ use crate::hub::Resume;
 use crate::ids::EventId;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
+const DASHBOARD_HTML: &str = include_str!("../../static/dashboard.html");
 
 /// `GET /`: the page.
 pub async fn index() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(INDEX_HTML))
+}
+
+/// `GET /dashboard`: the live dashboard page; its data is the stream
+/// `_dashboard`.
+pub async fn dashboard() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD_HTML))
 }
 
 /// `GET /sse`: the recorded answer, one token per event, then `done`.

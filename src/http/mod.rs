@@ -22,6 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
 
 use crate::backend::mock::MockBackend;
 use crate::backend::Backend;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(demo::index))
         .route("/sse", get(demo::sse))
+        .route("/dashboard", get(demo::dashboard))
         .route("/v1/streams", get(streams::list))
         .route(
             "/v1/streams/{name}",
@@ -70,7 +72,27 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// Every request runs in a span; stream routes fill in `stream` and
+/// `subscribers`, so any line logged while serving names them.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        stream = tracing::field::Empty,
+        subscribers = tracing::field::Empty,
+    )
+}
+
+/// Records the stream and its subscriber count on the current request span.
+pub fn record_stream(stream: &str, subscribers: usize) {
+    let span = tracing::Span::current();
+    span.record("stream", stream);
+    span.record("subscribers", subscribers);
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then waits up to

@@ -76,6 +76,8 @@ pub async fn subscribe(
     let name = stream_name(name)?;
     let resume = resume_from(&headers, q.last_event_id.as_deref());
     let outcome = st.hub.subscribe(&name, &resume).await?;
+    super::record_stream(name.as_str(), *st.hub.channel(&name).subscribers().borrow());
+    tracing::debug!("subscribed");
     Ok(respond(outcome, st.hub.config().retry_ms))
 }
 
@@ -85,7 +87,7 @@ pub async fn subscribe(
     request_body(content = PublishBody, description = "JSON `{data, event}`, or any UTF-8 text body as the data"),
     responses(
         (status = 201, body = Published),
-        (status = 400, description = "Bad name, event type or body; `gen-*` streams are written by generations only"),
+        (status = 400, description = "Bad name, event type or body; `gen-*` and `_*` streams are written by rill only"),
         (status = 409, description = "The stream has ended"),
         (status = 413, description = "Event larger than --max-event-bytes"),
         (status = 503, description = "Too many streams, or the store is unavailable; see Retry-After"),
@@ -104,11 +106,12 @@ pub async fn publish(
             limit: st.max_event_bytes,
         });
     }
-    if name.as_str().starts_with(GENERATION_PREFIX) {
+    if name.as_str().starts_with(GENERATION_PREFIX) || name.as_str().starts_with('_') {
         return Err(ApiError::BadRequest(format!(
-            "streams named {GENERATION_PREFIX}* belong to generations; publish elsewhere"
+            "streams named {GENERATION_PREFIX}* belong to generations and _* to rill; publish elsewhere"
         )));
     }
+    super::record_stream(name.as_str(), *st.hub.channel(&name).subscribers().borrow());
     let record = st.hub.publish(&name, &draft).await?;
     let id = record.id.to_string();
     Ok((StatusCode::CREATED, Json(Published { id })).into_response())

@@ -14,7 +14,7 @@
 mod subscription;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,6 +83,8 @@ struct Inner {
     config: HubConfig,
     shutdown: CancellationToken,
     subscribers: AtomicUsize,
+    published: AtomicU64,
+    delivered: AtomicU64,
 }
 
 impl Hub {
@@ -95,6 +97,8 @@ impl Hub {
                 config,
                 shutdown,
                 subscribers: AtomicUsize::new(0),
+                published: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
             }),
         }
     }
@@ -117,6 +121,28 @@ impl Hub {
     /// Subscribers on this node, all streams.
     pub fn subscriber_count(&self) -> usize {
         self.inner.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Events published through this node, and events written to its
+    /// subscribers, since start.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.inner.published.load(Ordering::Relaxed),
+            self.inner.delivered.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Streams with subscribers on this node, and how many each has.
+    pub fn busiest(&self, n: usize) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> = self
+            .channels()
+            .iter()
+            .map(|(name, c)| (name.to_string(), *c.subscribers.borrow()))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
     }
 
     fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<StreamName, Arc<Channel>>> {
@@ -153,6 +179,7 @@ impl Hub {
             bytes: record.frame.clone(),
             terminal: record.terminal,
         });
+        self.inner.published.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::EVENTS_PUBLISHED).increment(1);
         Ok(record)
     }

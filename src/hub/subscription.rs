@@ -222,6 +222,7 @@ impl Subscription {
         if terminal {
             self.ended = true;
         }
+        self.hub.inner.delivered.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::EVENTS_DELIVERED).increment(1);
         bytes
     }
