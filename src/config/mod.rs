@@ -12,9 +12,14 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
+
+mod file;
+mod table;
+
+pub use file::{load, load_from};
+pub use table::markdown as settings_table;
 
 use crate::generation::GenerationConfig;
 use crate::hub::HubConfig;
@@ -273,81 +278,6 @@ impl ServeArgs {
     }
 }
 
-/// Parses the command line and applies the `--config` file under it.
-pub fn load() -> Result<Cli, ConfigError> {
-    load_from(std::env::args_os())
-}
-
-/// [`load`] over the given arguments (the first is the program name).
-/// A `--help`/`--version` request or a bad flag exits the process with
-/// clap's message, as a command-line tool should.
-pub fn load_from<I, T>(argv: I) -> Result<Cli, ConfigError>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    let matches = Cli::command().get_matches_from(argv);
-    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
-    match (&mut cli.command, matches.subcommand()) {
-        (None, _) => apply_file(&mut cli.serve, &matches)?,
-        (Some(Command::Serve(a)), Some((_, sub))) | (Some(Command::Config(a)), Some((_, sub))) => {
-            apply_file(a, sub)?
-        }
-        _ => {}
-    }
-    Ok(cli)
-}
-
-/// Puts the values of `args.config`, if any, where `matches` took defaults.
-fn apply_file(args: &mut ServeArgs, matches: &ArgMatches) -> Result<(), ConfigError> {
-    let Some(path) = args.config.clone() else {
-        return Ok(());
-    };
-    let shown = path.display();
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ConfigError(format!("cannot read config file {shown}: {e}")))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| ConfigError(format!("{shown} is not valid TOML: {e}")))?;
-    let mut merged = toml::Table::try_from(&*args)
-        .map_err(|e| ConfigError(format!("internal: cannot represent settings: {e}")))?;
-    for (key, value) in table {
-        let id = key.replace('-', "_");
-        let known = Cli::command()
-            .get_arguments()
-            .any(|a| a.get_id().as_str() == id && id != "config");
-        if !known {
-            return Err(ConfigError(format!(
-                "{shown}: unknown key `{key}` (keys are the `rill serve` flags without `--`, e.g. `mock-delay-ms`)"
-            )));
-        }
-        let kebab = id.replace('_', "-");
-        check_key(&kebab, &value, &shown.to_string())?;
-        if matches.value_source(&id) == Some(ValueSource::DefaultValue)
-            || matches.value_source(&id).is_none()
-        {
-            merged.insert(kebab, value);
-        }
-    }
-    let config = args.config.take();
-    *args = merged
-        .try_into()
-        .map_err(|e| ConfigError(format!("{shown}: {e}")))?;
-    args.config = config;
-    Ok(())
-}
-
-/// Checks one key's value alone, so an error names the key.
-fn check_key(key: &str, value: &toml::Value, file: &str) -> Result<(), ConfigError> {
-    let mut probe = toml::Table::try_from(ServeArgs::defaults())
-        .map_err(|e| ConfigError(format!("internal: {e}")))?;
-    probe.insert(key.to_owned(), value.clone());
-    probe
-        .try_into::<ServeArgs>()
-        .map(drop)
-        .map_err(|e| ConfigError(format!("{file}: bad value for `{key}`: {}", e.message())))
-}
-
 impl ServeArgs {
     /// The built-in defaults, ignoring the environment.
     pub fn defaults() -> ServeArgs {
@@ -365,76 +295,5 @@ impl ServeArgs {
     /// The settings as TOML, as `rill config` prints them.
     pub fn to_toml(&self) -> Result<String, ConfigError> {
         toml::to_string(self).map_err(|e| ConfigError(format!("cannot print settings: {e}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(text: &str) -> tempfile_path::Temp {
-        tempfile_path::Temp::new(text)
-    }
-
-    mod tempfile_path {
-        pub struct Temp(pub std::path::PathBuf);
-        impl Temp {
-            pub fn new(text: &str) -> Temp {
-                let n: u64 = rand::random();
-                let p = std::env::temp_dir().join(format!("rill-config-{n:x}.toml"));
-                std::fs::write(&p, text).unwrap();
-                Temp(p)
-            }
-        }
-        impl Drop for Temp {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
-    }
-
-    fn serve(argv: &[&str]) -> Result<ServeArgs, ConfigError> {
-        let cli = load_from(std::iter::once("rill").chain(argv.iter().copied()))?;
-        Ok(match cli.command {
-            Some(Command::Serve(a)) | Some(Command::Config(a)) => a,
-            _ => cli.serve,
-        })
-    }
-
-    #[test]
-    fn defaults_parse_and_validate() {
-        let d = ServeArgs::defaults();
-        assert_eq!(d.listen.to_string(), "127.0.0.1:8080");
-        d.validate().unwrap();
-        assert!(d.to_toml().unwrap().contains("mock-delay-ms = 100"));
-    }
-
-    #[test]
-    fn file_fills_defaults_but_flags_win() {
-        let f = write("mock-delay-ms = 7\nretry-ms = 1234\ngeneration-grace = \"never\"\n");
-        let path = f.0.to_str().unwrap();
-        let a = serve(&["--config", path]).unwrap();
-        assert_eq!(a.mock_delay_ms, 7);
-        assert_eq!(a.retry_ms, 1234);
-        assert_eq!(a.generation_grace, Grace::Never);
-        let a = serve(&["serve", "--config", path, "--mock-delay-ms", "9"]).unwrap();
-        assert_eq!(a.mock_delay_ms, 9);
-        assert_eq!(a.retry_ms, 1234);
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_name_the_key() {
-        let f = write("mock-delay = 7\n");
-        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
-        assert!(e.to_string().contains("unknown key `mock-delay`"), "{e}");
-        let f = write("listen = \"not an address\"\n");
-        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
-        assert!(e.to_string().contains("`listen`"), "{e}");
-        let f = write("mock-delay-ms = -3\n");
-        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
-        assert!(e.to_string().contains("`mock-delay-ms`"), "{e}");
-        let f = write("this is = not toml [\n");
-        let e = serve(&["--config", f.0.to_str().unwrap()]).unwrap_err();
-        assert!(e.to_string().contains("not valid TOML"), "{e}");
     }
 }
