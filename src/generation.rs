@@ -45,8 +45,13 @@ pub struct GenerationConfig {
 pub struct Started {
     /// The generation's id.
     pub id: String,
-    /// The URL path of its stream.
+    /// The URL path of its stream. Opened without a `Last-Event-ID`, it
+    /// follows live from the moment of opening.
     pub stream: String,
+    /// The stream's URL that replays the answer from its first token, then
+    /// follows live: what a new reader wants, since tokens may already have
+    /// been published when the reader connects.
+    pub replay: String,
     /// The stream's name.
     #[serde(skip)]
     pub stream_name: StreamName,
@@ -110,6 +115,7 @@ impl Generations {
         });
         Ok(Started {
             stream: format!("/v1/streams/{stream_name}"),
+            replay: format!("/v1/streams/{stream_name}?lastEventId={id}.0"),
             id,
             stream_name,
         })
