@@ -161,6 +161,24 @@ async fn an_upstream_500_is_an_error_with_its_status() {
     let (_, stream) = start_generation(&rill.base, json!({"prompt": "hi"})).await;
     let (_, end) = read_generation(&rill.base, &stream).await;
     assert_eq!(json(&end)["upstream_status"], 500);
+    let metrics = reqwest::get(rill.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line("rill_upstream_errors_total{kind=\"status\"}").as_deref(),
+        Some("rill_upstream_errors_total{kind=\"status\"} 1")
+    );
+    let failed = line("rill_generations_ended_total{outcome=\"failed\"").unwrap();
+    assert!(failed.ends_with(" 1"), "{failed}");
 }
 
 #[tokio::test]
