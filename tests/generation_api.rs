@@ -156,7 +156,10 @@ async fn generations_are_counted_and_timed() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 202);
     let rest = reader.collect(WAIT).await;
-    assert_eq!(json(rest.last().unwrap())["done_reason"], "cancelled");
+    let done = json(rest.last().unwrap());
+    assert_eq!(done["done_reason"], "cancelled");
+    assert_eq!(done["cancelled_by"], "request");
+    assert_eq!(done["model"], "llama3.1");
 
     // The task leaves the active gauge just after publishing its end.
     let mut text = String::new();
