@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::fake_model::{json, read_generation, split_generation, start_generation};
+use common::fake_model::{
+    cancel_generation, json, read_generation, split_generation, start_generation,
+};
 use common::{SseClient, TestServer};
 use rill::sse::Parser;
 use serde_json::json;
@@ -149,12 +151,7 @@ async fn generations_are_counted_and_timed() {
     let (id, cancel_stream) = start_generation(&server.base, json!({"prompt": "planets"})).await;
     let mut reader = SseClient::open(&server.url(&cancel_stream), &[]).await;
     assert!(reader.next_event(WAIT).await.is_some());
-    let res = reqwest::Client::new()
-        .post(server.url(&format!("/v1/generations/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 202);
+    assert_eq!(cancel_generation(&server.base, &id).await, 202);
     let rest = reader.collect(WAIT).await;
     let done = json(rest.last().unwrap());
     assert_eq!(done["done_reason"], "cancelled");

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::fake_model::{
-    json, read_generation, recorded_text, rill_for, split_generation, start_generation, After,
-    FakeModel, Reply,
+    cancel_generation, json, read_generation, recorded_text, rill_for, split_generation,
+    start_generation, After, FakeModel, Reply,
 };
 use common::SseClient;
 use serde_json::json;
@@ -60,12 +60,7 @@ async fn cancel_stops_at_once_and_hangs_up_on_the_model() {
     assert!(*fake.sent.borrow() < 30, "sent {}", *fake.sent.borrow());
 
     // It is over: a second cancel finds nothing running.
-    let again = reqwest::Client::new()
-        .post(rill.url(&format!("/v1/generations/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status().as_u16(), 404);
+    assert_eq!(cancel_generation(&rill.base, &id).await, 404);
 }
 
 #[tokio::test]
@@ -114,10 +109,5 @@ async fn grace_never_lets_the_model_finish_for_later_readers() {
 #[tokio::test]
 async fn cancel_of_an_unknown_generation_is_404() {
     let rill = common::TestServer::start(&[]);
-    let res = reqwest::Client::new()
-        .post(rill.url("/v1/generations/0123456789abcdef/cancel"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(cancel_generation(&rill.base, "0123456789abcdef").await, 404);
 }

@@ -293,3 +293,14 @@ pub fn recorded_text(ndjson: &str) -> String {
         })
         .collect()
 }
+
+/// `POST /v1/generations/{id}/cancel`; returns the status.
+pub async fn cancel_generation(base: &str, id: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/generations/{id}/cancel"))
+        .send()
+        .await
+        .expect("cancel")
+        .status()
+        .as_u16()
+}
