@@ -156,6 +156,22 @@ async fn an_error_status_carries_the_upstream_status() {
 }
 
 #[tokio::test]
+async fn a_server_that_ignores_stream_true_is_an_error() {
+    let completion = r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Mercury."},"finish_reason":"stop"}]}"#;
+    let reply = Reply::Stream {
+        content_type: "application/json",
+        chunks: vec![completion.into()],
+        delay: MS,
+        after: After::End,
+    };
+    let (text, kind, err) = failing(reply).await;
+    assert_eq!(text, "");
+    assert_eq!(kind, "error");
+    assert_eq!(err["error"], "protocol");
+    assert!(err["message"].as_str().unwrap().contains("chat.completion"));
+}
+
+#[tokio::test]
 async fn a_silent_upstream_times_out() {
     let fake = FakeModel::start(Reply::sse(&first_events(2), MS, After::Hang)).await;
     let server = rill(&fake, &["--upstream-timeout-secs", "1"]);

@@ -66,7 +66,8 @@ pub fn client(connect_timeout: std::time::Duration) -> Result<Client, BackendErr
 }
 
 /// Sends `request`; an error status becomes [`BackendError::Status`] with
-/// the start of the body. Returns the body as a stream of bytes.
+/// the start of the body, and a JSON document where a stream was asked for
+/// is a [`BackendError::Protocol`]. Returns the body as a stream of bytes.
 pub async fn send(
     request: RequestBuilder,
 ) -> Result<impl Stream<Item = Result<Bytes, BackendError>> + Send + 'static, BackendError> {
@@ -84,6 +85,19 @@ pub async fn send(
             status: status.as_u16(),
             body,
         });
+    }
+    // A server that ignored `stream: true` answers one JSON document; say
+    // so instead of reporting a stream that ended early.
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if is_json {
+        let body = error_body(response).await;
+        return Err(BackendError::Protocol(format!(
+            "expected a streamed answer, got one JSON document: {body}"
+        )));
     }
     Ok(response
         .bytes_stream()
