@@ -9,7 +9,13 @@
 //! The task stops, and drops the upstream request with it, when
 //! - someone calls [`Generations::cancel`] (`done_reason: "cancelled"`), or
 //! - nobody has listened for the grace period (`cancelled_by:
-//!   "no_listeners"`), unless the grace is "never".
+//!   "no_listeners"`), unless the grace is "never", or
+//! - the server shuts down (`cancelled_by: "shutdown"`).
+//!
+//! Only the waits on the upstream race with those stops; a publish, once
+//! begun, completes, so every event in the store also reached the live
+//! subscribers. An upstream that fails, sends garbage, ends early or goes
+//! silent past the timeout ends the stream with `event: error`.
 
 use std::collections::HashMap;
 use std::future::Future;

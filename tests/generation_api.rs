@@ -23,6 +23,8 @@ fn seed_text() -> String {
 
 #[tokio::test]
 async fn a_planet_prompt_replays_the_seed_answer_exactly() {
+    // The fixture is the seed's recording, byte for byte.
+    assert_eq!(SEED, include_str!("../data/llama3.1-planets.ndjson"));
     let server = TestServer::start(&["--mock-delay-ms", "1"]);
     let body = json!({"prompt": "Give me a two-line summary about the planets"});
     let (_, stream) = start_generation(&server.base, body).await;

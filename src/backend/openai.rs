@@ -102,6 +102,8 @@ struct ChunkJson {
 #[derive(Debug, Default, Deserialize)]
 struct Choice {
     #[serde(default)]
+    index: u64,
+    #[serde(default)]
     delta: Delta,
     #[serde(default)]
     finish_reason: Option<String>,
@@ -201,7 +203,8 @@ where
             self.finish.prompt_tokens = usage.prompt_tokens;
             self.finish.completion_tokens = usage.completion_tokens;
         }
-        if let Some(choice) = chunk.choices.into_iter().next() {
+        // With `n` above 1 the choices interleave; the stream is the first.
+        if let Some(choice) = chunk.choices.into_iter().find(|c| c.index == 0) {
             if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                 self.ready.push_back(Ok(Chunk::Token(text)));
             }
@@ -280,6 +283,7 @@ mod tests {
         let out = all(vec![
             "data: {\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
             "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\\n\"}}]}\r\n\r",
+            "\ndata: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"other\"}}]}\n\r",
             "\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\nda",
             "ta: [DONE]\n\n",
         ])
