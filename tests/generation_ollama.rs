@@ -197,3 +197,28 @@ async fn an_upstream_that_is_down_is_an_error() {
     assert_eq!(err["error"], "connect");
     assert_eq!(err["upstream_status"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn an_answer_sent_as_one_json_object_still_arrives() {
+    let whole = r#"{"model":"llama3.1","created_at":"2024-08-29T05:15:02.318279Z","response":"Mars looks red because of iron oxide.","done":true,"done_reason":"stop","context":[128006,882,128007],"total_duration":901234567,"load_duration":20113458,"prompt_eval_count":15,"prompt_eval_duration":120000000,"eval_count":9,"eval_duration":760000000}"#;
+    let reply = Reply::Stream {
+        content_type: "application/json; charset=utf-8",
+        chunks: vec![whole.into()],
+        delay: MS,
+        after: After::End,
+    };
+    let fake = FakeModel::start(reply).await;
+    let rill = rill_for("ollama", &fake, &[]);
+    let (_, stream) = start_generation(&rill.base, json!({"prompt": "Why is Mars red?"})).await;
+    let (text, end) = read_generation(&rill.base, &stream).await;
+    assert_eq!(text, "Mars looks red because of iron oxide.");
+    let done = json(&end);
+    assert_eq!(end.event_type, "done");
+    assert_eq!(
+        (
+            done["prompt_tokens"].as_u64(),
+            done["completion_tokens"].as_u64()
+        ),
+        (Some(15), Some(9))
+    );
+}

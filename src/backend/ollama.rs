@@ -7,7 +7,8 @@
 //! `done_reason`, `prompt_eval_count` and `eval_count`. An object with an
 //! `error` field is an error Ollama hit while generating. The body is split
 //! into lines as it arrives, so each token is published the moment Ollama
-//! sends it.
+//! sends it. (A server that ignores `stream` and answers one JSON object
+//! still works: that object is a last line with the whole text.)
 
 use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
@@ -149,7 +150,7 @@ impl Backend for OllamaBackend {
 
     async fn generate(&self, request: &GenerateRequest) -> Result<TokenStream, BackendError> {
         let (url, body) = self.request_body(request);
-        let bytes = upstream::send(self.client.post(url).json(&body)).await?;
+        let bytes = upstream::send(self.client.post(url).json(&body), false).await?;
         let reader = StreamReader::new(bytes.map(|r| r.map_err(std::io::Error::other)));
         let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
         Ok(Box::pin(lines.flat_map(|line| {

@@ -235,7 +235,7 @@ impl Backend for OpenAiBackend {
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
-        let body = upstream::send(http).await?;
+        let body = upstream::send(http, true).await?;
         let reader = Reader {
             body: Box::pin(body),
             parser: Parser::new(MAX_LINE),

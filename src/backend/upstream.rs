@@ -66,10 +66,12 @@ pub fn client(connect_timeout: std::time::Duration) -> Result<Client, BackendErr
 }
 
 /// Sends `request`; an error status becomes [`BackendError::Status`] with
-/// the start of the body, and a JSON document where a stream was asked for
-/// is a [`BackendError::Protocol`]. Returns the body as a stream of bytes.
+/// the start of the body. With `stream_only`, an `application/json` answer
+/// (one document where an event stream was asked for) is a
+/// [`BackendError::Protocol`]. Returns the body as a stream of bytes.
 pub async fn send(
     request: RequestBuilder,
+    stream_only: bool,
 ) -> Result<impl Stream<Item = Result<Bytes, BackendError>> + Send + 'static, BackendError> {
     let response = request.send().await.map_err(|e| {
         if e.is_timeout() {
@@ -88,11 +90,12 @@ pub async fn send(
     }
     // A server that ignored `stream: true` answers one JSON document; say
     // so instead of reporting a stream that ended early.
-    let is_json = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    let is_json = stream_only
+        && response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
     if is_json {
         let body = error_body(response).await;
         return Err(BackendError::Protocol(format!(
