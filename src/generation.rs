@@ -9,9 +9,16 @@
 //! The task stops, and drops the upstream request with it, when
 //! - someone calls [`Generations::cancel`] (`done_reason: "cancelled"`), or
 //! - nobody has listened for the grace period (`cancelled_by:
-//!   "no_listeners"`), unless the grace is "never".
+//!   "no_listeners"`), unless the grace is "never", or
+//! - the server shuts down (`cancelled_by: "shutdown"`).
+//!
+//! Only the waits on the upstream race with those stops; a publish, once
+//! begun, completes, so every event in the store also reached the live
+//! subscribers. An upstream that fails, sends garbage, ends early or goes
+//! silent past the timeout ends the stream with `event: error`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,8 +51,13 @@ pub struct GenerationConfig {
 pub struct Started {
     /// The generation's id.
     pub id: String,
-    /// The URL path of its stream.
+    /// The URL path of its stream. Opened without a `Last-Event-ID`, it
+    /// follows live from the moment of opening.
     pub stream: String,
+    /// The stream's URL that replays the answer from its first token, then
+    /// follows live: what a new reader wants, since tokens may already have
+    /// been published when the reader connects.
+    pub replay: String,
     /// The stream's name.
     #[serde(skip)]
     pub stream_name: StreamName,
@@ -68,6 +80,7 @@ enum Outcome {
     Finished(Finish),
     Cancelled(&'static str),
     Failed(BackendError),
+    StoreFailed(StoreError),
 }
 
 impl Generations {
@@ -113,6 +126,7 @@ impl Generations {
         });
         Ok(Started {
             stream: format!("/v1/streams/{stream_name}"),
+            replay: format!("/v1/streams/{stream_name}?lastEventId={id}.0"),
             id,
             stream_name,
         })
@@ -163,19 +177,27 @@ impl Generations {
         // Holding the channel keeps its subscriber count alive for us.
         let channel = self.hub.channel(name);
         let mut listeners = channel.subscribers();
-        let mut stats = Stats::default();
-        let outcome = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => Outcome::Cancelled("request"),
-            _ = nobody_listens(&mut listeners, self.config.grace) => Outcome::Cancelled("no_listeners"),
-            o = self.relay(backend.as_ref(), &request, name, &mut stats, started) => o,
+        let grace = self.config.grace;
+        let shutdown = self.hub.shutdown();
+        let stop = async {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    if shutdown.is_cancelled() { "shutdown" } else { "request" }
+                }
+                _ = nobody_listens(&mut listeners, grace) => "no_listeners",
+            }
         };
-        let backend_name = backend.name();
+        tokio::pin!(stop);
+        let mut stats = Stats::default();
+        let outcome = self
+            .relay(backend.as_ref(), &request, name, &mut stats, &mut stop)
+            .await;
         let (draft, label) = match outcome {
             Outcome::Finished(f) => (done_event(&f, &stats, started, None), "finished"),
             Outcome::Cancelled(by) => {
                 let f = Finish {
-                    model: request.model.clone().unwrap_or_default(),
+                    model: backend.model_for(&request),
                     done_reason: "cancelled".into(),
                     ..Finish::default()
                 };
@@ -184,58 +206,75 @@ impl Generations {
             Outcome::Failed(e) => {
                 metrics::counter!(m::UPSTREAM_ERRORS, "kind" => e.kind()).increment(1);
                 tracing::warn!(stream = %name, error = %e, "generation failed");
-                (error_event(&e), "failed")
+                let event = error_event(e.kind(), &e.to_string(), e.upstream_status());
+                (event, "failed")
+            }
+            Outcome::StoreFailed(e) => {
+                tracing::warn!(stream = %name, error = %e, "generation could not publish");
+                (error_event("store", &e.to_string(), None), "failed")
             }
         };
-        metrics::counter!(m::GENERATIONS_ENDED, "outcome" => label, "backend" => backend_name)
+        metrics::counter!(m::GENERATIONS_ENDED, "outcome" => label, "backend" => backend.name())
             .increment(1);
         if let Err(e) = self.hub.publish(name, &draft).await {
             tracing::warn!(stream = %name, error = %e, "could not end generation stream");
         }
     }
 
+    /// Copies the back-end's tokens into the stream until the model is done,
+    /// fails, or `stop` resolves. Only waits on the upstream race with
+    /// `stop`; a publish, once begun, completes, so an event is never in the
+    /// store without having reached live subscribers. Returning drops the
+    /// token stream, and with it the upstream request.
     async fn relay(
         &self,
         backend: &dyn Backend,
         request: &GenerateRequest,
         name: &StreamName,
         stats: &mut Stats,
-        started: Instant,
+        stop: &mut (impl Future<Output = &'static str> + Unpin),
     ) -> Outcome {
         let timeout = self.config.upstream_timeout;
         let secs = timeout.as_secs();
-        let mut tokens = match tokio::time::timeout(timeout, backend.generate(request)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Outcome::Failed(e),
-            Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
+        let started = Instant::now();
+        let mut tokens = tokio::select! {
+            biased;
+            by = &mut *stop => return Outcome::Cancelled(by),
+            r = tokio::time::timeout(timeout, backend.generate(request)) => match r {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => return Outcome::Failed(e),
+                Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
+            },
         };
         let mut last = started;
         loop {
-            let next = match tokio::time::timeout(timeout, tokens.next()).await {
-                Ok(n) => n,
-                Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
+            let next = tokio::select! {
+                biased;
+                by = &mut *stop => return Outcome::Cancelled(by),
+                r = tokio::time::timeout(timeout, tokens.next()) => match r {
+                    Ok(n) => n,
+                    Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
+                },
             };
-            match next {
+            let text = match next {
                 None => return Outcome::Failed(BackendError::Truncated),
                 Some(Err(e)) => return Outcome::Failed(e),
                 Some(Ok(Chunk::Done(f))) => return Outcome::Finished(f),
-                Some(Ok(Chunk::Token(t))) if t.is_empty() => {}
-                Some(Ok(Chunk::Token(t))) => {
-                    let now = Instant::now();
-                    if stats.tokens == 0 {
-                        stats.first_token = Some(now - started);
-                        self.note_ttft(now - started);
-                        metrics::histogram!(m::TIME_TO_FIRST_TOKEN)
-                            .record((now - started).as_secs_f64());
-                    } else {
-                        metrics::histogram!(m::INTER_TOKEN).record((now - last).as_secs_f64());
-                    }
-                    last = now;
-                    stats.tokens += 1;
-                    if let Err(e) = self.hub.publish(name, &Draft::message(t)).await {
-                        return Outcome::Failed(BackendError::Protocol(format!("store: {e}")));
-                    }
-                }
+                Some(Ok(Chunk::Token(t))) if t.is_empty() => continue,
+                Some(Ok(Chunk::Token(t))) => t,
+            };
+            let now = Instant::now();
+            if stats.tokens == 0 {
+                stats.first_token = Some(now - started);
+                self.note_ttft(now - started);
+                metrics::histogram!(m::TIME_TO_FIRST_TOKEN).record((now - started).as_secs_f64());
+            } else {
+                metrics::histogram!(m::INTER_TOKEN).record((now - last).as_secs_f64());
+            }
+            last = now;
+            stats.tokens += 1;
+            if let Err(e) = self.hub.publish(name, &Draft::message(text)).await {
+                return Outcome::StoreFailed(e);
             }
         }
     }
@@ -291,11 +330,11 @@ fn done_event(f: &Finish, stats: &Stats, started: Instant, cancelled_by: Option<
     }
 }
 
-fn error_event(e: &BackendError) -> Draft {
+fn error_event(kind: &str, message: &str, upstream_status: Option<u16>) -> Draft {
     let body = serde_json::json!({
-        "error": e.kind(),
-        "message": e.to_string(),
-        "upstream_status": e.upstream_status(),
+        "error": kind,
+        "message": message,
+        "upstream_status": upstream_status,
     });
     Draft {
         event_type: EventType::new("error").ok(),

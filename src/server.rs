@@ -10,6 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::mock::{MockBackend, RecordingError};
+use crate::backend::ollama::{self, OllamaBackend};
+use crate::backend::openai::{self, OpenAiBackend};
+use crate::backend::upstream::{self, BaseUrl};
 use crate::backend::Backend;
 use crate::config::{BackendKind, ConfigError, ServeArgs};
 use crate::generation::Generations;
@@ -46,16 +49,7 @@ pub fn build(args: &ServeArgs, shutdown: CancellationToken) -> Result<AppState, 
     let demo = Arc::new(MockBackend::seed(Duration::from_millis(
         args.mock_delay_ms,
     ))?);
-    let backend: Arc<dyn Backend> = match args.backend {
-        BackendKind::Mock => demo.clone(),
-        BackendKind::Ollama | BackendKind::Openai => {
-            return Err(ConfigError::new(format!(
-                "--backend {:?} is not available in this build",
-                args.backend
-            ))
-            .into())
-        }
-    };
+    let backend = backend(args, &demo)?;
     Ok(AppState {
         generations: Generations::new(hub.clone(), args.generations()),
         hub,
@@ -63,6 +57,24 @@ pub fn build(args: &ServeArgs, shutdown: CancellationToken) -> Result<AppState, 
         demo,
         max_event_bytes: args.max_event_bytes,
         metrics: crate::metrics::install(),
+    })
+}
+
+/// The back-end `args` choose; the API key is read here, once.
+fn backend(args: &ServeArgs, demo: &Arc<MockBackend>) -> Result<Arc<dyn Backend>, ServerError> {
+    let default_url = match args.backend {
+        BackendKind::Mock => return Ok(demo.clone()),
+        BackendKind::Ollama => ollama::DEFAULT_URL,
+        BackendKind::Openai => openai::DEFAULT_URL,
+    };
+    let base = BaseUrl::parse(args.backend_url.as_deref().unwrap_or(default_url))
+        .map_err(|e| ConfigError::new(e.to_string()))?;
+    let client = upstream::client(args.generations().upstream_timeout)
+        .map_err(|e| ConfigError::new(e.to_string()))?;
+    let model = args.model.clone();
+    Ok(match args.backend {
+        BackendKind::Openai => Arc::new(OpenAiBackend::new(client, base, model, args.api_key())),
+        _ => Arc::new(OllamaBackend::new(client, base, model)),
     })
 }
 

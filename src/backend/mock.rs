@@ -75,13 +75,19 @@ impl MockBackend {
         Ok(Self::new(parse_recording(SEED_NDJSON)?, delay))
     }
 
+    /// Whether `request` gets the recorded answer.
+    fn knows(request: &GenerateRequest) -> bool {
+        let prompt = request.prompt_text();
+        prompt.is_empty() || prompt.to_lowercase().contains("planet")
+    }
+
     /// The tokens and finish for `prompt`.
     pub fn answer(&self, request: &GenerateRequest) -> (Vec<String>, Finish) {
-        let prompt = request.prompt_text();
-        if prompt.is_empty() || prompt.to_lowercase().contains("planet") {
+        if Self::knows(request) {
             return self.seed_answer();
         }
-        let model = request.model.clone().unwrap_or_else(|| "mock".to_owned());
+        let prompt = request.prompt_text();
+        let model = self.model_for(request);
         let text = format!(
             "You asked: \"{}\". This is rill's mock model. It answers every prompt it does not know with this text, word by word, so the page can be tried without a model server.",
             prompt.trim()
@@ -127,6 +133,17 @@ impl MockBackend {
 impl Backend for MockBackend {
     fn name(&self) -> &'static str {
         "mock"
+    }
+
+    fn model_for(&self, request: &GenerateRequest) -> String {
+        if Self::knows(request) {
+            return self
+                .recording
+                .last()
+                .map(|l| l.model.clone())
+                .unwrap_or_default();
+        }
+        request.model.clone().unwrap_or_else(|| "mock".to_owned())
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<TokenStream, BackendError> {

@@ -7,6 +7,9 @@
 //! cancelled generation stops costing tokens.
 
 pub mod mock;
+pub mod ollama;
+pub mod openai;
+pub mod upstream;
 
 use std::pin::Pin;
 
@@ -97,6 +100,12 @@ pub enum BackendError {
     /// The stream ended without the model saying it was done.
     #[error("model server closed the stream before it was done")]
     Truncated,
+    /// Reading the answer failed part-way (the connection broke).
+    #[error("reading the model server's answer failed: {0}")]
+    Interrupted(String),
+    /// The model server reported an error inside its stream.
+    #[error("model server reported: {0}")]
+    Upstream(String),
 }
 
 impl BackendError {
@@ -108,6 +117,8 @@ impl BackendError {
             BackendError::Protocol(_) => "protocol",
             BackendError::Timeout(_) => "timeout",
             BackendError::Truncated => "truncated",
+            BackendError::Interrupted(_) => "interrupted",
+            BackendError::Upstream(_) => "upstream",
         }
     }
 
@@ -128,6 +139,11 @@ pub type TokenStream = Pin<Box<dyn Stream<Item = Result<Chunk, BackendError>> + 
 pub trait Backend: Send + Sync + 'static {
     /// The back-end's name (`mock`, `ollama`, `openai`).
     fn name(&self) -> &'static str;
+
+    /// The model a request gets: its own, or the back-end's default.
+    fn model_for(&self, request: &GenerateRequest) -> String {
+        request.model.clone().unwrap_or_default()
+    }
 
     /// Starts a generation.
     async fn generate(&self, request: &GenerateRequest) -> Result<TokenStream, BackendError>;

@@ -266,6 +266,14 @@ impl ServeArgs {
         }
     }
 
+    /// The API key for the OpenAI-compatible back-end: the value of the
+    /// variable named by `--api-key-env`, if set and not empty.
+    pub fn api_key(&self) -> Option<String> {
+        std::env::var(&self.api_key_env)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+    }
+
     /// The generations' part.
     pub fn generations(&self) -> GenerationConfig {
         GenerationConfig {
