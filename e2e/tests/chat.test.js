@@ -13,8 +13,8 @@ let rill;
 let browser;
 
 before(async () => {
-  // 40 ms a token: the planets answer takes about 3 s, time to act mid-answer.
-  rill = await startRill(['--mock-delay-ms', '40']);
+  // 60 ms a token: the planets answer takes about 4 s, time to act mid-answer.
+  rill = await startRill(['--mock-delay-ms', '60']);
   browser = await launchBrowser();
 });
 
@@ -122,5 +122,22 @@ test('Stop cancels the generation and the answer ends there', { timeout: 60_000 
   }), `/v1/streams/gen-${encodeURIComponent(id)}?lastEventId=0`);
   assert.equal(replay.done.done_reason, 'cancelled');
   assert.equal(replay.text, shown);
+  await context.close();
+});
+
+test('a generation id that names no answer says so and can be given up', { timeout: 60_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${rill.base}/?g=no-such-generation`);
+  // The server holds the stream open (it could still begin); the page says
+  // it is waiting and that the answer may be gone.
+  await waitForState(page, '#chat-status', 'waiting');
+  assert.match(await page.locator('#chat-status').textContent(), /may no longer exist/);
+  assert.equal(await page.locator('#chat-answer').textContent(), '');
+
+  await page.locator('#stop').click();
+  await waitForState(page, '#chat-status', 'error');
+  assert.equal(await page.evaluate(() => window.rill.chat.source.readyState), 2, 'EventSource is CLOSED');
+  assert.equal(await page.locator('#send').isEnabled(), true, 'a new prompt can be sent');
   await context.close();
 });
