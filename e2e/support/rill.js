@@ -102,25 +102,39 @@ function waitForText(page, selector, n, timeout = PATIENCE_MS) {
 }
 
 /**
- * A loopback TCP proxy in front of `base` that records what clients send and
- * can cut every open connection at once, as a flaky network would.
+ * A loopback TCP proxy in front of `base` that records both directions, can
+ * cut every open connection at once, as a flaky network would, and can hold
+ * new connections back until released.
  */
 async function startProxy(base) {
   const target = new URL(base);
   const sockets = new Set();
   let sent = '';
+  let received = '';
+  let held = null;
+  const track = (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+  };
   const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
+    track(client);
+    const forward = () => {
+      const upstream = net.connect(Number(target.port), target.hostname);
+      track(upstream);
+      client.on('data', (chunk) => { sent += chunk.toString('latin1'); });
+      upstream.on('data', (chunk) => { received += chunk.toString('utf8'); });
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    };
+    if (held) {
+      client.pause();
+      held.push(forward);
+    } else {
+      forward();
     }
-    client.on('data', (chunk) => { sent += chunk.toString('latin1'); });
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -130,11 +144,25 @@ async function startProxy(base) {
       const heads = sent.match(/(?:GET|POST|PUT|DELETE|HEAD|OPTIONS) \/\S* HTTP\/1\.[01]\r\n(?:[^\r\n]+\r\n)*/g);
       return (heads || []).map((h) => h.trim());
     },
+    /** Everything the server sent back (chunked framing included). */
+    received() {
+      return received;
+    },
     /** Destroys every open connection, both sides. */
     cut() {
       for (const s of sockets) s.destroy();
     },
+    /** New connections wait, unanswered, until `release()`. */
+    hold() {
+      held = held || [];
+    },
+    release() {
+      const waiting = held || [];
+      held = null;
+      for (const forward of waiting) forward();
+    },
     async stop() {
+      this.release();
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => server.close(resolve));
     },
