@@ -21,6 +21,20 @@ after(async () => {
   await rill?.stop();
 });
 
+/** Runs `fn(proxy, page)` with `/` loaded through a fresh cutting proxy. */
+async function throughProxy(fn) {
+  const proxy = await startProxy(rill.base);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(`${proxy.base}/`);
+    await fn(proxy, page);
+  } finally {
+    await context.close();
+    await proxy.stop();
+  }
+}
+
 test('the page shows the whole recorded answer with its line breaks, then closes', { timeout: 60_000 }, async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
@@ -67,11 +81,7 @@ test('the page shows the whole recorded answer with its line breaks, then closes
 });
 
 test('a connection cut mid-answer resumes with no token lost or repeated', { timeout: 60_000 }, async () => {
-  const proxy = await startProxy(rill.base);
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  try {
-    await page.goto(`${proxy.base}/`);
+  await throughProxy(async (proxy, page) => {
     await waitForState(page, '#status', 'streaming');
     await waitForText(page, '#response', 60);
     const before = await page.locator('#response').textContent();
@@ -86,18 +96,11 @@ test('a connection cut mid-answer resumes with no token lost or repeated', { tim
     assert.ok(sse.length >= 2, `the browser reconnected:\n${sse.join('\n\n')}`);
     const resumed = sse.slice(1).every((h) => /^last-event-id: *[^.\s]+\.\d+$/im.test(h));
     assert.ok(resumed, `every reconnect carries Last-Event-ID:\n${sse.join('\n\n')}`);
-  } finally {
-    await context.close();
-    await proxy.stop();
-  }
+  });
 });
 
 test('a reconnect to an answer that is gone gets event: reset, which clears the page', { timeout: 60_000 }, async () => {
-  const proxy = await startProxy(rill.base);
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  try {
-    await page.goto(`${proxy.base}/`);
+  await throughProxy(async (proxy, page) => {
     await waitForText(page, '#response', 60);
     const gen = proxy.received().match(/^id: ([^.\s]+)\.\d+$/m)?.[1];
     assert.ok(gen, 'the /sse events carry the generation in their ids');
@@ -124,8 +127,5 @@ test('a reconnect to an answer that is gone gets event: reset, which clears the 
     assert.match(proxy.received(), /event: reset\ndata: .*"reason":"unknown"/);
     const sse = proxy.requests().filter((h) => h.startsWith('GET /sse '));
     assert.match(sse.at(-1), new RegExp(`^last-event-id: ${gen}\\.\\d+$`, 'im'));
-  } finally {
-    await context.close();
-    await proxy.stop();
-  }
+  });
 });
