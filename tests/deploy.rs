@@ -102,7 +102,9 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM lets the master stop its workers; SIGKILL would orphan them.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
