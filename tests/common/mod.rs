@@ -26,11 +26,16 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start_exact(&all, env)
+    }
+
+    /// Runs the binary with exactly `args` (no `serve`, no `--listen`) and
+    /// waits until it logs where it listens.
+    pub fn start_exact(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(args)
+        cmd.args(args)
             .env("RILL_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -57,6 +62,22 @@ impl TestServer {
             }
         });
         TestServer { child, base, log }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident set size in KiB, from `/proc/<pid>/status`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
     }
 
     /// `base` + `path`.
