@@ -195,3 +195,42 @@ pub async fn publish(base: &str, stream: &str, data: &str, event: Option<&str>) 
     let v: serde_json::Value = res.json().await.expect("json");
     v["id"].as_str().expect("id").to_owned()
 }
+
+/// Posts `body` with `content_type` to `stream`; returns the status, the
+/// headers and the body as JSON (`Null` when it is not JSON).
+pub async fn post_raw(
+    base: &str,
+    stream: &str,
+    body: impl Into<reqwest::Body>,
+    content_type: &str,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/v1/streams/{stream}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+impl SseClient {
+    /// Exactly `n` events (panics if fewer come within `wait` each).
+    pub async fn take(&mut self, n: usize, wait: Duration) -> Vec<ParsedEvent> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            match self.next_event(wait).await {
+                Some(e) => out.push(e),
+                None => panic!("got {i} of {n} events: {out:?}"),
+            }
+        }
+        out
+    }
+}
