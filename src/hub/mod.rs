@@ -119,6 +119,11 @@ impl Hub {
         self.inner.subscribers.load(Ordering::Relaxed)
     }
 
+    /// Whether one more subscriber fits under the node's limit.
+    pub fn has_room(&self) -> bool {
+        self.subscriber_count() < self.inner.config.max_subscribers
+    }
+
     fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<StreamName, Arc<Channel>>> {
         self.inner
             .channels
@@ -189,6 +194,18 @@ impl Hub {
             }
         }
         Ok(streams)
+    }
+
+    /// Streams that have subscribers on this node, with their counts, by name.
+    pub fn subscribers_per_stream(&self) -> Vec<(StreamName, usize)> {
+        let mut out: Vec<(StreamName, usize)> = self
+            .channels()
+            .iter()
+            .map(|(name, c)| (name.clone(), *c.subscribers.borrow()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// Sends keep-alives, sweeps the store and drops unused channels, until

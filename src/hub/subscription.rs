@@ -28,6 +28,9 @@ const REPLAY_PAGE: usize = 256;
 pub enum Resume {
     /// No id: start at the live edge.
     Live,
+    /// A new reader of a stream rill just made for it (a generation): every
+    /// event from the first. Not a resume.
+    Beginning,
     /// After this id (`0`: everything retained).
     From(WireId),
     /// Text that is not one of rill's ids; answered with `event: reset`.
@@ -38,7 +41,7 @@ impl Resume {
     /// The id as the client sent it, for messages.
     pub fn raw(&self) -> Option<String> {
         match self {
-            Resume::Live => None,
+            Resume::Live | Resume::Beginning => None,
             Resume::From(w) => Some(wire_id(w.prefix.as_deref(), w.id)),
             Resume::Invalid(s) => Some(s.clone()),
         }
@@ -91,6 +94,7 @@ impl Hub {
         let unknown = EventId(u64::MAX);
         let requested_after = match resume {
             Resume::Live => head.last_id,
+            Resume::Beginning => EventId::START,
             Resume::From(w)
                 if w.prefix == head.prefix || (w.prefix.is_none() && w.id == EventId::START) =>
             {
@@ -101,7 +105,7 @@ impl Hub {
         if head.finished && requested_after == head.last_id {
             return Ok(Subscribe::FullyRead);
         }
-        if !matches!(resume, Resume::Live) {
+        if matches!(resume, Resume::From(_) | Resume::Invalid(_)) {
             metrics::counter!(m::RESUMES).increment(1);
         }
         let raw = resume.raw();
