@@ -140,7 +140,7 @@ async fn a_stalled_subscriber_neither_grows_memory_nor_loses_events_silently() {
     let growth = peak.saturating_sub(baseline);
     println!(
         "published {} MiB; RSS baseline {} MiB, peak growth {} MiB, bound {} MiB",
-        EVENTS * EVENT_BYTES as u64 >> 20,
+        (EVENTS * EVENT_BYTES as u64) >> 20,
         baseline >> 20,
         growth >> 20,
         bound_bytes() >> 20
