@@ -259,3 +259,22 @@ async fn events_older_than_the_age_limit_are_dropped_with_a_reset() {
         .unwrap();
     assert_eq!(list["streams"][0]["retained_events"], 1);
 }
+
+#[tokio::test]
+async fn retention_by_bytes_keeps_the_newest_events() {
+    // Each encoded event is 1014 or 1015 bytes (`id: n`, `data: `, 1000
+    // bytes, line ends), so 4096 bytes keep the last four.
+    let server = TestServer::start(&["--retention-bytes", "4096", "--max-event-bytes", "1000"]);
+    for i in 1..=10u64 {
+        let data = format!("{i:>1000}");
+        publish(&server.base, "heavy", &data, None).await;
+    }
+    let mut c = SseClient::open(&server.url("/v1/streams/heavy?lastEventId=0"), &[]).await;
+    let got = c.take(5, WAIT).await;
+    let reset = reset_json(&got[0]);
+    assert_eq!(reset["reason"], "expired");
+    assert_eq!(reset["missed"], 6);
+    assert_eq!(ids(&got[1..]), [7, 8, 9, 10]);
+    assert_eq!(got[4].data, format!("{:>1000}", 10));
+    assert!(c.next_event(QUIET).await.is_none());
+}
