@@ -278,3 +278,21 @@ async fn retention_by_bytes_keeps_the_newest_events() {
     assert_eq!(got[4].data, format!("{:>1000}", 10));
     assert!(c.next_event(QUIET).await.is_none());
 }
+
+#[tokio::test]
+async fn a_stream_idle_past_retention_keeps_its_ids_while_watched() {
+    // Maintenance runs every keep-alive; events older than 1 s are dropped.
+    let server = TestServer::start(&["--retention-secs", "1", "--keepalive-secs", "1"]);
+    for i in 1..=3 {
+        publish(&server.base, "quiet", &i.to_string(), None).await;
+    }
+    let mut c = SseClient::open(&server.url("/v1/streams/quiet"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let id = publish(&server.base, "quiet", "after the quiet", None).await;
+    assert_eq!(id, "4", "ids never restart under a subscriber");
+    let ev = c.take(1, WAIT).await.remove(0);
+    assert_eq!(
+        (ev.last_event_id.as_str(), ev.data.as_str()),
+        ("4", "after the quiet")
+    );
+}

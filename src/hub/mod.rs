@@ -13,7 +13,7 @@
 
 mod subscription;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -224,18 +224,23 @@ impl Hub {
                 _ = ticks.tick() => {}
                 _ = self.inner.shutdown.cancelled() => return,
             }
-            let live: Vec<Arc<Channel>> = {
+            let (live, watched): (Vec<Arc<Channel>>, HashSet<StreamName>) = {
                 let mut map = self.channels();
                 // Only the map holds a channel nobody subscribes to or
                 // publishes on; no one can reach it except through the map,
                 // whose lock we hold.
                 map.retain(|_, c| Arc::strong_count(c) > 1);
-                map.values().cloned().collect()
+                let watched = map
+                    .iter()
+                    .filter(|(_, c)| *c.subscribers.borrow() > 0)
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                (map.values().cloned().collect(), watched)
             };
             for c in live {
                 let _ = c.tx.send(keepalive.clone());
             }
-            self.inner.store.sweep().await;
+            self.inner.store.sweep_watched(&watched).await;
         }
     }
 }
