@@ -121,18 +121,8 @@ async fn subscribers_resuming_at_random_see_every_event_once_in_order() {
         );
         reconnects += o.reconnects;
     }
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let catchups = metrics
-        .lines()
-        .find(|l| l.starts_with("rill_slow_consumer_catchups_total "))
-        .and_then(|l| l.rsplit(' ').next())
-        .unwrap_or("?")
-        .to_owned();
+    let metrics = common::metrics_text(&server.base).await;
+    let catchups = common::sample(&metrics, "rill_slow_consumer_catchups_total").unwrap_or(0.0);
     println!(
         "seed {seed}: {EVENTS} events, {SUBSCRIBERS} subscribers, {} delivered, \
          {reconnects} reconnects, {catchups} catch-ups from the store",

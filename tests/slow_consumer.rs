@@ -81,14 +81,6 @@ fn open_raw(addr: &str, path: &str) -> (TcpStream, Vec<u8>) {
     (s, Vec::new())
 }
 
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_neither_grows_memory_nor_loses_events_silently() {
     let retention_bytes = RETENTION_BYTES.to_string();
@@ -187,14 +179,9 @@ async fn a_stalled_subscriber_neither_grows_memory_nor_loses_events_silently() {
         last = id;
     }
     assert_eq!(last, EVENTS + 1);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let catchups = sample(&metrics, "rill_slow_consumer_catchups_total");
-    let drops = sample(&metrics, "rill_slow_consumer_drops_total");
+    let metrics = common::metrics_text(&server.base).await;
+    let catchups = common::sample(&metrics, "rill_slow_consumer_catchups_total").unwrap_or(0.0);
+    let drops = common::sample(&metrics, "rill_slow_consumer_drops_total").unwrap_or(0.0);
     println!("slow subscriber: {resets} resets; server: {catchups} catch-ups, {drops} drops");
     assert!(catchups >= 1.0, "the slow subscriber fell behind the ring");
     assert_eq!(drops, resets as f64);

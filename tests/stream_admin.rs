@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{publish, SseClient, TestServer};
+use common::{delete, publish, SseClient, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -49,13 +49,7 @@ async fn delete_ends_the_stream_for_live_subscribers() {
     publish(&server.base, "doomed", "first", None).await;
     let mut live = SseClient::open(&server.url("/v1/streams/doomed?lastEventId=0"), &[]).await;
     assert_eq!(live.take(1, WAIT).await[0].data, "first");
-    let client = reqwest::Client::new();
-    let res = client
-        .delete(server.url("/v1/streams/doomed"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(delete(&server.base, "doomed").await.status().as_u16(), 204);
     let rest = live.collect(WAIT).await;
     assert!(live.closed, "the connection closed");
     assert_eq!(rest.len(), 1, "{rest:?}");
@@ -67,17 +61,8 @@ async fn delete_ends_the_stream_for_live_subscribers() {
 
     let list = get_json(server.url("/v1/streams")).await;
     assert!(list["streams"].as_array().unwrap().is_empty());
-    let res = client
-        .delete(server.url("/v1/streams/doomed"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 404);
-    let res = client
-        .delete(server.url("/v1/streams/never-was"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(delete(&server.base, "doomed").await.status().as_u16(), 404);
+    let res = delete(&server.base, "never-was").await;
     assert_eq!(res.status().as_u16(), 404);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
@@ -100,13 +85,14 @@ fn declared_metrics() -> Vec<String> {
         .collect()
 }
 
-/// The value of the sample line starting with `series` (name and labels).
+/// The value of `series`, which must be present.
 fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+    common::sample(text, series).unwrap_or_else(|| {
+        panic!(
+            "no sample {series} in
+{text}"
+        )
+    })
 }
 
 #[tokio::test]
@@ -121,12 +107,7 @@ async fn metrics_list_every_name_with_sensible_values() {
     assert_eq!(demo.collect(WAIT).await.len(), 70);
     let _ = reqwest::get(server.url("/v1/streams/-bad")).await.unwrap();
 
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&server.base).await;
     for name in declared_metrics() {
         assert!(
             text.contains(&format!("# TYPE {name} ")),
@@ -274,12 +255,7 @@ async fn cli_tail_stops_at_the_end_of_a_stream() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let res = reqwest::Client::new()
-        .delete(server.url("/v1/streams/ending"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(delete(&server.base, "ending").await.status().as_u16(), 204);
     let out = tokio::time::timeout(
         WAIT,
         tokio::task::spawn_blocking(move || tail.wait_with_output()),

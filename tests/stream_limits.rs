@@ -11,18 +11,8 @@ use common::{post_raw, publish, SseClient, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn metric(base: &str, line_start: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+async fn metric(base: &str, series: &str) -> f64 {
+    common::sample(&common::metrics_text(base).await, series).unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -99,12 +89,10 @@ async fn publishing_past_the_stream_limit_is_503_with_retry_after() {
     assert!(after > 0);
     // Existing streams still take events; deleting one frees a place.
     publish(&server.base, "s1", "y", None).await;
-    let res = reqwest::Client::new()
-        .delete(server.url("/v1/streams/s2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(
+        common::delete(&server.base, "s2").await.status().as_u16(),
+        204
+    );
     publish(&server.base, "s4", "x", None).await;
 }
 
@@ -160,13 +148,8 @@ async fn subscribers_past_the_node_limit_get_retry_and_close() {
     assert_turned_away(&mut demo).await;
     let limit = r#"rill_rejected_total{reason="subscriber_limit"}"#;
     assert_eq!(metric(&server.base, limit).await, 2.0);
-    assert_eq!(metric(&server.base, "rill_subscribers ").await, 3.0);
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(metric(&server.base, "rill_subscribers").await, 3.0);
+    let text = common::metrics_text(&server.base).await;
     assert!(
         !text.contains("rill_generations_started_total{"),
         "a turned-away visitor starts no generation"

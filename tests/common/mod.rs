@@ -234,3 +234,31 @@ impl SseClient {
         out
     }
 }
+
+/// The `/metrics` text.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of the sample whose series (name and labels) is exactly
+/// `series`, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `DELETE /v1/streams/{stream}`; returns the response.
+pub async fn delete(base: &str, stream: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .delete(format!("{base}/v1/streams/{stream}"))
+        .send()
+        .await
+        .expect("delete")
+}
