@@ -193,6 +193,13 @@ impl Subscription {
                 }
                 continue;
             }
+            // A replay page is up to REPLAY_PAGE records of 48 bytes (12 KiB);
+            // a subscriber waiting on live events keeps neither that
+            // allocation nor the prelude's.
+            if self.backlog.capacity() > 0 || self.prelude.capacity() > 0 {
+                self.backlog = VecDeque::new();
+                self.prelude = VecDeque::new();
+            }
             let frame = tokio::select! {
                 biased;
                 _ = self.hub.shutdown().cancelled() => {
