@@ -58,6 +58,7 @@ const KNOWN_LABELS: [(&str, &str, &[&str]); 3] = [
             "too_large",
             "not_found",
             "too_many_streams",
+            "conflict",
             "store_unavailable",
         ],
     ),

@@ -268,3 +268,49 @@ async fn cli_tail_stops_at_the_end_of_a_stream() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("one\n[end] "), "{text}");
 }
+
+#[tokio::test]
+async fn a_running_generation_stream_cannot_be_deleted() {
+    let server = TestServer::start(&["--mock-delay-ms", "200"]);
+    let client = reqwest::Client::new();
+    let started: serde_json::Value = client
+        .post(server.url("/v1/generations"))
+        .json(&serde_json::json!({ "prompt": "planets" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap();
+    let stream = format!("gen-{id}");
+    let res = delete(&server.base, &stream).await;
+    assert_eq!(res.status().as_u16(), 409);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "conflict");
+    let res = client
+        .post(server.url(&format!("/v1/generations/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let mut c = SseClient::open(
+        &server.url(&format!("/v1/streams/{stream}?lastEventId={id}.0")),
+        &[],
+    )
+    .await;
+    let events = c.collect(WAIT).await;
+    let done: serde_json::Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
+    assert_eq!(done["done_reason"], "cancelled");
+    // Ended: now it can go.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = delete(&server.base, &stream).await.status().as_u16();
+        if status == 204 {
+            break;
+        }
+        assert_eq!(status, 409);
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
