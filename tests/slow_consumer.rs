@@ -83,18 +83,7 @@ fn open_raw(addr: &str, path: &str) -> (TcpStream, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_neither_grows_memory_nor_loses_events_silently() {
-    let retention_bytes = RETENTION_BYTES.to_string();
-    let buffer = BUFFER_FRAMES.to_string();
-    let server = TestServer::start(&[
-        "--retention-events",
-        "100000",
-        "--retention-bytes",
-        &retention_bytes,
-        "--max-event-bytes",
-        "65536",
-        "--subscriber-buffer",
-        &buffer,
-    ]);
+    let server = start(RETENTION_BYTES);
     let addr = server.base.trim_start_matches("http://").to_owned();
 
     // Warm up: the stream, a subscription and a publish, then the baseline.
@@ -163,9 +152,69 @@ async fn a_stalled_subscriber_neither_grows_memory_nor_loses_events_silently() {
     let events = tokio::task::spawn_blocking(move || read_to(&mut slow, EVENTS + 1))
         .await
         .unwrap();
-    let mut last = 1u64; // the warm-up event came before it subscribed
+    let resets = accounted_for(&events, EVENTS + 1);
+    let (catchups, drops) = slow_metrics(&server.base).await;
+    println!("slow subscriber: {resets} resets; server: {catchups} catch-ups, {drops} drops");
+    assert!(catchups >= 1.0, "the slow subscriber fell behind the ring");
+    assert_eq!(drops, resets as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_is_caught_up_from_the_store_while_retained() {
+    // 25 MiB, more than the socket buffers hold, all of it retained.
+    const N: u64 = 800;
+    let server = start(64 * 1024 * 1024);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let client = reqwest::Client::new();
+    let url = server.url("/v1/streams/retained");
+    let res = client.post(&url).body(data_of(0)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let (mut slow, _) = open_raw(&addr, "/v1/streams/retained");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 1..=N {
+        let res = client.post(&url).body(data_of(i)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    let events = tokio::task::spawn_blocking(move || read_to(&mut slow, N + 1))
+        .await
+        .unwrap();
+    assert_eq!(accounted_for(&events, N + 1), 0, "no reset while retained");
+    let (catchups, drops) = slow_metrics(&server.base).await;
+    assert!(catchups >= 1.0, "the slow subscriber fell behind the ring");
+    assert_eq!(drops, 0.0);
+}
+
+/// A server with the test's limits and `retention_bytes`.
+fn start(retention_bytes: u64) -> TestServer {
+    let retention_bytes = retention_bytes.to_string();
+    let buffer = BUFFER_FRAMES.to_string();
+    TestServer::start(&[
+        "--retention-events",
+        "100000",
+        "--retention-bytes",
+        &retention_bytes,
+        "--max-event-bytes",
+        "65536",
+        "--subscriber-buffer",
+        &buffer,
+    ])
+}
+
+/// The server's slow-consumer catch-ups and drops.
+async fn slow_metrics(base: &str) -> (f64, f64) {
+    let metrics = common::metrics_text(base).await;
+    let catchups = common::sample(&metrics, "rill_slow_consumer_catchups_total").unwrap_or(0.0);
+    let drops = common::sample(&metrics, "rill_slow_consumer_drops_total").unwrap_or(0.0);
+    (catchups, drops)
+}
+
+/// Checks that a subscriber that joined after event 1 saw every id up to
+/// `end` once, in order, or a `lagged` reset saying exactly what it missed;
+/// returns the number of resets.
+fn accounted_for(events: &[ParsedEvent], end: u64) -> usize {
+    let mut last = 1u64;
     let mut resets = 0;
-    for ev in &events {
+    for ev in events {
         let id: u64 = ev.last_event_id.parse().unwrap();
         if ev.event_type == "reset" {
             let reset: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
@@ -178,13 +227,8 @@ async fn a_stalled_subscriber_neither_grows_memory_nor_loses_events_silently() {
         }
         last = id;
     }
-    assert_eq!(last, EVENTS + 1);
-    let metrics = common::metrics_text(&server.base).await;
-    let catchups = common::sample(&metrics, "rill_slow_consumer_catchups_total").unwrap_or(0.0);
-    let drops = common::sample(&metrics, "rill_slow_consumer_drops_total").unwrap_or(0.0);
-    println!("slow subscriber: {resets} resets; server: {catchups} catch-ups, {drops} drops");
-    assert!(catchups >= 1.0, "the slow subscriber fell behind the ring");
-    assert_eq!(drops, resets as f64);
+    assert_eq!(last, end);
+    resets
 }
 
 /// Reads events from the raw socket until event `last` arrived.
