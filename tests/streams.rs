@@ -296,3 +296,15 @@ async fn a_stream_idle_past_retention_keeps_its_ids_while_watched() {
         ("4", "after the quiet")
     );
 }
+
+#[tokio::test]
+async fn retention_is_settable_by_environment() {
+    let server = TestServer::start_with_env(&[], &[("RILL_RETENTION_EVENTS", "2")]);
+    for i in 1..=5 {
+        publish(&server.base, "env", &i.to_string(), None).await;
+    }
+    let mut c = SseClient::open(&server.url("/v1/streams/env?lastEventId=0"), &[]).await;
+    let got = c.take(3, WAIT).await;
+    assert_eq!(reset_json(&got[0])["missed"], 3);
+    assert_eq!(ids(&got[1..]), [4, 5]);
+}
