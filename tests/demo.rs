@@ -202,7 +202,28 @@ async fn a_generation_nobody_reads_is_cancelled() {
     let first = c.next_event(WAIT).await.expect("first token");
     let prefix = first.last_event_id.rsplit_once('.').unwrap().0.to_owned();
     drop(c);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait, without listening, until the stream has ended (well before the
+    // 7 s the whole answer takes).
+    let stream = format!("gen-{prefix}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let list: serde_json::Value = reqwest::get(server.url("/v1/streams"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ended = list["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == stream.as_str() && s["finished"] == true);
+        if ended {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never cancelled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Replay the whole stream: it ended early, cancelled for lack of listeners.
     let mut c = SseClient::open(&server.url(&format!("/sse?lastEventId={prefix}.0")), &[]).await;
