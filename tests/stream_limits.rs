@@ -155,3 +155,22 @@ async fn subscribers_past_the_node_limit_get_retry_and_close() {
         "a turned-away visitor starts no generation"
     );
 }
+
+#[tokio::test]
+async fn concurrent_subscribers_never_overshoot_the_limit() {
+    let server = TestServer::start(&["--max-subscribers-per-stream", "3"]);
+    let url = server.url("/v1/streams/rush");
+    let opens = (0..12).map(|_| SseClient::open(&url, &[]));
+    let mut clients = futures_util::future::join_all(opens).await;
+    let mut admitted = 0;
+    for c in &mut clients {
+        assert_eq!(c.status, 200);
+        assert!(c.next_event(Duration::from_millis(300)).await.is_none());
+        if !c.closed {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3);
+    let limit = r#"rill_rejected_total{reason="subscriber_limit"}"#;
+    assert_eq!(metric(&server.base, limit).await, 9.0);
+}

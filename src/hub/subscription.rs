@@ -60,9 +60,8 @@ pub enum Subscribe {
 
 /// A live subscription; see the module docs.
 pub struct Subscription {
-    hub: Hub,
+    slot: Slot,
     name: StreamName,
-    channel: Arc<Channel>,
     rx: broadcast::Receiver<Frame>,
     prefix: Option<String>,
     last: EventId,
@@ -83,13 +82,10 @@ impl Hub {
         let channel = self.channel(name);
         // Join the live ring before reading the store: see the hub's docs.
         let rx = channel.tx.subscribe();
-        let total = self.inner.subscribers.load(Ordering::Relaxed);
-        if total >= cfg.max_subscribers
-            || *channel.subscribers.borrow() >= cfg.max_subscribers_per_stream
-        {
+        let Some(slot) = Slot::take(self, channel) else {
             metrics::counter!(m::REJECTED, "reason" => "subscriber_limit").increment(1);
             return Ok(Subscribe::Overloaded);
-        }
+        };
         let head = self.store().read_after(name, EventId::START, 0).await?;
         let unknown = EventId(u64::MAX);
         let requested_after = match resume {
@@ -127,13 +123,9 @@ impl Hub {
             ));
         }
         let ended = head.finished && last >= head.last_id;
-        self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
-        channel.subscribers.send_modify(|n| *n += 1);
-        metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
         Ok(Subscribe::Stream(Box::new(Subscription {
-            hub: self.clone(),
+            slot,
             name: name.clone(),
-            channel,
             rx,
             prefix: head.prefix,
             last,
@@ -189,7 +181,7 @@ impl Subscription {
                 if let Err(e) = self.fill_backlog().await {
                     tracing::warn!(stream = %self.name, error = %e, "replay failed; closing");
                     self.ended = true;
-                    return Some(encode_retry(self.hub.config().retry_ms));
+                    return Some(encode_retry(self.slot.hub.config().retry_ms));
                 }
                 continue;
             }
@@ -202,9 +194,9 @@ impl Subscription {
             }
             let frame = tokio::select! {
                 biased;
-                _ = self.hub.shutdown().cancelled() => {
+                _ = self.slot.hub.shutdown().cancelled() => {
                     self.ended = true;
-                    return Some(shutdown_retry(self.hub.config().retry_ms));
+                    return Some(shutdown_retry(self.slot.hub.config().retry_ms));
                 }
                 r = self.rx.recv() => r,
             };
@@ -239,6 +231,7 @@ impl Subscription {
 
     async fn fill_backlog(&mut self) -> Result<(), StoreError> {
         let page = self
+            .slot
             .hub
             .store()
             .read_after(&self.name, self.last, REPLAY_PAGE)
@@ -268,9 +261,46 @@ fn shutdown_retry(retry_ms: u64) -> Bytes {
     encode_retry(ms)
 }
 
-impl Drop for Subscription {
+/// A subscriber's place under the limits (node and stream), taken before
+/// anything else so that concurrent subscribers cannot overshoot a limit;
+/// given back when dropped.
+struct Slot {
+    hub: Hub,
+    channel: Arc<Channel>,
+}
+
+impl Slot {
+    /// Takes a place, or `None` when a limit is reached.
+    fn take(hub: &Hub, channel: Arc<Channel>) -> Option<Slot> {
+        let cfg = hub.config();
+        let total = &hub.inner.subscribers;
+        if total.fetch_add(1, Ordering::AcqRel) >= cfg.max_subscribers {
+            total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        // The watch's lock makes check-and-increment one step.
+        let fits = channel.subscribers.send_if_modified(|n| {
+            let fits = *n < cfg.max_subscribers_per_stream;
+            if fits {
+                *n += 1;
+            }
+            fits
+        });
+        if !fits {
+            total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
+        Some(Slot {
+            hub: hub.clone(),
+            channel,
+        })
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.hub.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.hub.inner.subscribers.fetch_sub(1, Ordering::AcqRel);
         self.channel
             .subscribers
             .send_modify(|n| *n = n.saturating_sub(1));
