@@ -207,12 +207,7 @@ async fn a_generation_nobody_reads_is_cancelled() {
     let stream = format!("gen-{prefix}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     loop {
-        let list: serde_json::Value = reqwest::get(server.url("/v1/streams"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = common::get_json(server.url("/v1/streams")).await;
         let ended = list["streams"]
             .as_array()
             .unwrap()

@@ -7,15 +7,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{delete, publish, SseClient, TestServer};
+use common::{delete, get_json, publish, SseClient, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn get_json(url: String) -> serde_json::Value {
-    let res = reqwest::get(url).await.unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    res.json().await.unwrap()
-}
 
 #[tokio::test]
 async fn list_shows_name_last_id_retained_and_subscribers() {

@@ -251,12 +251,7 @@ async fn events_older_than_the_age_limit_are_dropped_with_a_reset() {
     assert_eq!(reset["reason"], "expired");
     assert_eq!(reset["missed"], 3);
     assert_eq!(ids(&got[1..]), [4]);
-    let list: serde_json::Value = reqwest::get(server.url("/v1/streams"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = common::get_json(server.url("/v1/streams")).await;
     assert_eq!(list["streams"][0]["retained_events"], 1);
 }
 

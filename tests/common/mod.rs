@@ -262,3 +262,10 @@ pub async fn delete(base: &str, stream: &str) -> reqwest::Response {
         .await
         .expect("delete")
 }
+
+/// `GET url`, which must answer `200` with JSON.
+pub async fn get_json(url: String) -> serde_json::Value {
+    let res = reqwest::get(url).await.expect("get");
+    assert_eq!(res.status().as_u16(), 200);
+    res.json().await.expect("json body")
+}
