@@ -236,6 +236,15 @@ impl Subscription {
             .store()
             .read_after(&self.name, self.last, REPLAY_PAGE)
             .await?;
+        if page.last_id < self.last {
+            // The stream was deleted (and perhaps made anew) while we lagged
+            // past its `end`: its ids are no longer the ones we counted.
+            // Close with a retry; the reconnect is answered with a reset.
+            self.ended = true;
+            self.prelude
+                .push_back(encode_retry(self.slot.hub.config().retry_ms));
+            return Ok(());
+        }
         if self.last.next() < page.first_retained && self.last < page.last_id {
             // What we missed has left the store while we lagged.
             let at = EventId(page.first_retained.0 - 1);
