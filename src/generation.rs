@@ -143,6 +143,11 @@ impl Generations {
         }
     }
 
+    /// Whether generation `id` is running on this node.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
     /// Generations running on this node.
     pub fn active(&self) -> usize {
         self.lock().len()

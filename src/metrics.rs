@@ -37,6 +37,37 @@ pub const TIME_TO_FIRST_TOKEN: &str = "rill_time_to_first_token_seconds";
 pub const INTER_TOKEN: &str = "rill_inter_token_seconds";
 /// Upstream model errors, by kind.
 pub const UPSTREAM_ERRORS: &str = "rill_upstream_errors_total";
+/// Subscribers on this node, per stream (label `stream`; only streams with
+/// subscribers). Rendered from the hub's state when `/metrics` is read, so
+/// a stream that goes away leaves no stale series behind.
+pub const STREAM_SUBSCRIBERS: &str = "rill_stream_subscribers";
+
+/// Label values known in advance, so their series read 0 before the first
+/// occurrence instead of being absent.
+const KNOWN_LABELS: [(&str, &str, &[&str]); 3] = [
+    (RESETS, "reason", &["unknown", "expired", "lagged"]),
+    (
+        REJECTED,
+        "reason",
+        &[
+            "subscriber_limit",
+            "bad_request",
+            "bad_name",
+            "bad_field",
+            "not_acceptable",
+            "too_large",
+            "not_found",
+            "too_many_streams",
+            "conflict",
+            "store_unavailable",
+        ],
+    ),
+    (
+        UPSTREAM_ERRORS,
+        "kind",
+        &["connect", "status", "protocol", "timeout", "truncated"],
+    ),
+];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -53,6 +84,48 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()
+                .inspect(|_| register())
         })
         .clone()
+}
+
+/// Describes every metric and makes each appear (at 0) from the start, so
+/// dashboards and alerts see a series before the first event.
+fn register() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS, "Open HTTP connections");
+    describe_gauge!(SUBSCRIBERS, "Subscribers streaming now, all streams");
+    describe_counter!(EVENTS_PUBLISHED, "Events appended to streams");
+    describe_counter!(EVENTS_DELIVERED, "Events written to subscribers");
+    describe_counter!(RESUMES, "Subscriptions that resumed after an id");
+    describe_counter!(RESETS, "event: reset sent, by reason");
+    describe_counter!(SLOW_CATCHUPS, "Slow subscribers caught up from the store");
+    describe_counter!(
+        SLOW_DROPS,
+        "Slow subscribers whose missed events had expired"
+    );
+    describe_counter!(REJECTED, "Requests refused, by reason");
+    describe_counter!(GENERATIONS_STARTED, "Generations started");
+    describe_counter!(GENERATIONS_ENDED, "Generations ended, by outcome");
+    describe_gauge!(GENERATIONS_ACTIVE, "Generations running now");
+    describe_histogram!(TIME_TO_FIRST_TOKEN, "Seconds to a generation's first token");
+    describe_histogram!(INTER_TOKEN, "Seconds between tokens of a generation");
+    describe_counter!(UPSTREAM_ERRORS, "Upstream model errors, by kind");
+    for name in [CONNECTIONS, SUBSCRIBERS, GENERATIONS_ACTIVE] {
+        metrics::gauge!(name).increment(0.0);
+    }
+    for name in [
+        EVENTS_PUBLISHED,
+        EVENTS_DELIVERED,
+        RESUMES,
+        SLOW_CATCHUPS,
+        SLOW_DROPS,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for (name, label, values) in KNOWN_LABELS {
+        for value in values {
+            metrics::counter!(name, label => *value).increment(0);
+        }
+    }
 }

@@ -15,13 +15,15 @@ use super::streams::ResumeQuery;
 use super::AppState;
 use crate::backend::GenerateRequest;
 use crate::generation::Generations;
-use crate::hub::Resume;
+use crate::hub::{Resume, Subscribe};
 use crate::ids::EventId;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const DASHBOARD_HTML: &str = include_str!("../../static/dashboard.html");
 
 /// `GET /`: the page.
+#[utoipa::path(get, path = "/", tag = "demo",
+    responses((status = 200, content_type = "text/html", description = "The demo page, which follows `/sse`")))]
 pub async fn index() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(INDEX_HTML))
 }
@@ -58,6 +60,11 @@ pub async fn sse(
             }
         }
     }
+    // Over the subscriber limit: turn the visitor away before any work starts.
+    if !st.hub.has_room() {
+        metrics::counter!(crate::metrics::REJECTED, "reason" => "subscriber_limit").increment(1);
+        return Ok(respond(Subscribe::Overloaded, retry));
+    }
     // A new visitor, or one whose answer is gone: a new answer. A client that
     // sent an id gets `event: reset` before it, so it can clear what it shows.
     let started = st
@@ -65,10 +72,7 @@ pub async fn sse(
         .start(st.demo.clone(), GenerateRequest::default())
         .await?;
     let from = match resume.raw() {
-        None => Resume::From(crate::ids::WireId {
-            prefix: None,
-            id: EventId::START,
-        }),
+        None => Resume::Beginning,
         Some(raw) => Resume::Invalid(raw),
     };
     Ok(respond(

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The store said no.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request conflicts with the state of what it names.
+    #[error("{0}")]
+    Conflict(String),
     /// The body's media type is not one this route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::Finished(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::Exists(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::TooManyStreams(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too_large",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Conflict(_) => "conflict",
             ApiError::Store(StoreError::Finished(_)) => "stream_finished",
             ApiError::Store(StoreError::Exists(_)) => "exists",
             ApiError::Store(StoreError::TooManyStreams(_)) => "too_many_streams",

@@ -13,7 +13,6 @@ use super::AppState;
 use crate::backend::{GenerateRequest, Message};
 use crate::generation::Started;
 use crate::hub::Resume;
-use crate::ids::{EventId, WireId};
 
 /// A generation request: a `prompt` or `messages`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -79,11 +78,10 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/event-stream") && accepts_event_stream(a));
     if wants_stream {
-        let from = Resume::From(WireId {
-            prefix: None,
-            id: EventId::START,
-        });
-        let sub = st.hub.subscribe(&started.stream_name, &from).await?;
+        let sub = st
+            .hub
+            .subscribe(&started.stream_name, &Resume::Beginning)
+            .await?;
         let mut res = respond(sub, st.hub.config().retry_ms);
         if let Ok(v) = HeaderValue::from_str(&started.id) {
             res.headers_mut().insert("x-generation-id", v);

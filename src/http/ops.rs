@@ -16,6 +16,7 @@ use super::AppState;
         description = "Server-Sent Events for LLM output and live events"
     ),
     paths(
+        super::demo::index,
         super::demo::sse,
         super::streams::subscribe,
         super::streams::publish,
@@ -25,6 +26,7 @@ use super::AppState;
         super::generations::cancel,
         healthz,
         metrics,
+        openapi,
     ),
     components(schemas(
         super::streams::PublishBody,
@@ -58,11 +60,11 @@ pub async fn healthz(State(st): State<AppState>) -> Response {
     responses((status = 200, content_type = "text/plain", description = "Prometheus metrics")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     match &st.metrics {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
+        Some(h) => {
+            let mut text = h.render();
+            stream_subscribers(&mut text, &st.hub.subscribers_per_stream());
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics recorder unavailable",
@@ -71,7 +73,21 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     }
 }
 
-/// `GET /openapi.json`.
+/// Appends the per-stream subscriber gauge. Stream names cannot hold `"`,
+/// `\\` or a line break (see the name grammar), so they need no escaping.
+fn stream_subscribers(text: &mut String, streams: &[(crate::ids::StreamName, usize)]) {
+    use std::fmt::Write;
+    let name = crate::metrics::STREAM_SUBSCRIBERS;
+    let _ = writeln!(text, "# HELP {name} Subscribers on this node, per stream");
+    let _ = writeln!(text, "# TYPE {name} gauge");
+    for (stream, n) in streams {
+        let _ = writeln!(text, "{name}{{stream=\"{stream}\"}} {n}");
+    }
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, content_type = "application/json", description = "The OpenAPI document of rill's HTTP API")))]
 pub async fn openapi() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }

@@ -173,12 +173,22 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<StreamList>, ApiErr
     responses(
         (status = 204, description = "Ended; live subscribers got `event: end` and were closed"),
         (status = 404, description = "No such stream"),
+        (status = 409, description = "A generation is still writing the stream; cancel it first"),
     ))]
 pub async fn remove(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = stream_name(name)?;
+    // Removing it under a running generation would let the generation's
+    // next event create a new stream of that name, without its id prefix.
+    if let Some(id) = name.as_str().strip_prefix(GENERATION_PREFIX) {
+        if st.generations.is_running(id) {
+            return Err(ApiError::Conflict(format!(
+                "generation {id} is still running; POST /v1/generations/{id}/cancel first"
+            )));
+        }
+    }
     if st.hub.remove(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -13,7 +13,7 @@
 
 mod subscription;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -145,6 +145,11 @@ impl Hub {
         all
     }
 
+    /// Whether one more subscriber fits under the node's limit.
+    pub fn has_room(&self) -> bool {
+        self.subscriber_count() < self.inner.config.max_subscribers
+    }
+
     fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<StreamName, Arc<Channel>>> {
         self.inner
             .channels
@@ -218,6 +223,18 @@ impl Hub {
         Ok(streams)
     }
 
+    /// Streams that have subscribers on this node, with their counts, by name.
+    pub fn subscribers_per_stream(&self) -> Vec<(StreamName, usize)> {
+        let mut out: Vec<(StreamName, usize)> = self
+            .channels()
+            .iter()
+            .map(|(name, c)| (name.clone(), *c.subscribers.borrow()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Sends keep-alives, sweeps the store and drops unused channels, until
     /// shutdown.
     pub async fn run_maintenance(self) {
@@ -234,18 +251,23 @@ impl Hub {
                 _ = ticks.tick() => {}
                 _ = self.inner.shutdown.cancelled() => return,
             }
-            let live: Vec<Arc<Channel>> = {
+            let (live, watched): (Vec<Arc<Channel>>, HashSet<StreamName>) = {
                 let mut map = self.channels();
                 // Only the map holds a channel nobody subscribes to or
                 // publishes on; no one can reach it except through the map,
                 // whose lock we hold.
                 map.retain(|_, c| Arc::strong_count(c) > 1);
-                map.values().cloned().collect()
+                let watched = map
+                    .iter()
+                    .filter(|(_, c)| *c.subscribers.borrow() > 0)
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                (map.values().cloned().collect(), watched)
             };
             for c in live {
                 let _ = c.tx.send(keepalive.clone());
             }
-            self.inner.store.sweep().await;
+            self.inner.store.sweep_watched(&watched).await;
         }
     }
 }

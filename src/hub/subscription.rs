@@ -28,6 +28,9 @@ const REPLAY_PAGE: usize = 256;
 pub enum Resume {
     /// No id: start at the live edge.
     Live,
+    /// A new reader of a stream rill just made for it (a generation): every
+    /// event from the first. Not a resume.
+    Beginning,
     /// After this id (`0`: everything retained).
     From(WireId),
     /// Text that is not one of rill's ids; answered with `event: reset`.
@@ -38,7 +41,7 @@ impl Resume {
     /// The id as the client sent it, for messages.
     pub fn raw(&self) -> Option<String> {
         match self {
-            Resume::Live => None,
+            Resume::Live | Resume::Beginning => None,
             Resume::From(w) => Some(wire_id(w.prefix.as_deref(), w.id)),
             Resume::Invalid(s) => Some(s.clone()),
         }
@@ -57,9 +60,8 @@ pub enum Subscribe {
 
 /// A live subscription; see the module docs.
 pub struct Subscription {
-    hub: Hub,
+    slot: Slot,
     name: StreamName,
-    channel: Arc<Channel>,
     rx: broadcast::Receiver<Frame>,
     prefix: Option<String>,
     last: EventId,
@@ -80,17 +82,15 @@ impl Hub {
         let channel = self.channel(name);
         // Join the live ring before reading the store: see the hub's docs.
         let rx = channel.tx.subscribe();
-        let total = self.inner.subscribers.load(Ordering::Relaxed);
-        if total >= cfg.max_subscribers
-            || *channel.subscribers.borrow() >= cfg.max_subscribers_per_stream
-        {
+        let Some(slot) = Slot::take(self, channel) else {
             metrics::counter!(m::REJECTED, "reason" => "subscriber_limit").increment(1);
             return Ok(Subscribe::Overloaded);
-        }
+        };
         let head = self.store().read_after(name, EventId::START, 0).await?;
         let unknown = EventId(u64::MAX);
         let requested_after = match resume {
             Resume::Live => head.last_id,
+            Resume::Beginning => EventId::START,
             Resume::From(w)
                 if w.prefix == head.prefix || (w.prefix.is_none() && w.id == EventId::START) =>
             {
@@ -101,7 +101,7 @@ impl Hub {
         if head.finished && requested_after == head.last_id {
             return Ok(Subscribe::FullyRead);
         }
-        if !matches!(resume, Resume::Live) {
+        if matches!(resume, Resume::From(_) | Resume::Invalid(_)) {
             metrics::counter!(m::RESUMES).increment(1);
         }
         let raw = resume.raw();
@@ -123,13 +123,9 @@ impl Hub {
             ));
         }
         let ended = head.finished && last >= head.last_id;
-        self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
-        channel.subscribers.send_modify(|n| *n += 1);
-        metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
         Ok(Subscribe::Stream(Box::new(Subscription {
-            hub: self.clone(),
+            slot,
             name: name.clone(),
-            channel,
             rx,
             prefix: head.prefix,
             last,
@@ -185,15 +181,22 @@ impl Subscription {
                 if let Err(e) = self.fill_backlog().await {
                     tracing::warn!(stream = %self.name, error = %e, "replay failed; closing");
                     self.ended = true;
-                    return Some(encode_retry(self.hub.config().retry_ms));
+                    return Some(encode_retry(self.slot.hub.config().retry_ms));
                 }
                 continue;
             }
+            // A replay page is up to REPLAY_PAGE records of 48 bytes (12 KiB);
+            // a subscriber waiting on live events keeps neither that
+            // allocation nor the prelude's.
+            if self.backlog.capacity() > 0 || self.prelude.capacity() > 0 {
+                self.backlog = VecDeque::new();
+                self.prelude = VecDeque::new();
+            }
             let frame = tokio::select! {
                 biased;
-                _ = self.hub.shutdown().cancelled() => {
+                _ = self.slot.hub.shutdown().cancelled() => {
                     self.ended = true;
-                    return Some(shutdown_retry(self.hub.config().retry_ms));
+                    return Some(shutdown_retry(self.slot.hub.config().retry_ms));
                 }
                 r = self.rx.recv() => r,
             };
@@ -222,17 +225,27 @@ impl Subscription {
         if terminal {
             self.ended = true;
         }
-        self.hub.inner.delivered.fetch_add(1, Ordering::Relaxed);
+        self.slot.hub.inner.delivered.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::EVENTS_DELIVERED).increment(1);
         bytes
     }
 
     async fn fill_backlog(&mut self) -> Result<(), StoreError> {
         let page = self
+            .slot
             .hub
             .store()
             .read_after(&self.name, self.last, REPLAY_PAGE)
             .await?;
+        if page.last_id < self.last {
+            // The stream was deleted (and perhaps made anew) while we lagged
+            // past its `end`: its ids are no longer the ones we counted.
+            // Close with a retry; the reconnect is answered with a reset.
+            self.ended = true;
+            self.prelude
+                .push_back(encode_retry(self.slot.hub.config().retry_ms));
+            return Ok(());
+        }
         if self.last.next() < page.first_retained && self.last < page.last_id {
             // What we missed has left the store while we lagged.
             let at = EventId(page.first_retained.0 - 1);
@@ -258,9 +271,46 @@ fn shutdown_retry(retry_ms: u64) -> Bytes {
     encode_retry(ms)
 }
 
-impl Drop for Subscription {
+/// A subscriber's place under the limits (node and stream), taken before
+/// anything else so that concurrent subscribers cannot overshoot a limit;
+/// given back when dropped.
+struct Slot {
+    hub: Hub,
+    channel: Arc<Channel>,
+}
+
+impl Slot {
+    /// Takes a place, or `None` when a limit is reached.
+    fn take(hub: &Hub, channel: Arc<Channel>) -> Option<Slot> {
+        let cfg = hub.config();
+        let total = &hub.inner.subscribers;
+        if total.fetch_add(1, Ordering::AcqRel) >= cfg.max_subscribers {
+            total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        // The watch's lock makes check-and-increment one step.
+        let fits = channel.subscribers.send_if_modified(|n| {
+            let fits = *n < cfg.max_subscribers_per_stream;
+            if fits {
+                *n += 1;
+            }
+            fits
+        });
+        if !fits {
+            total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
+        Some(Slot {
+            hub: hub.clone(),
+            channel,
+        })
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.hub.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.hub.inner.subscribers.fetch_sub(1, Ordering::AcqRel);
         self.channel
             .subscribers
             .send_modify(|n| *n = n.saturating_sub(1));

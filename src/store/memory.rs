@@ -5,7 +5,7 @@
 //! Retention is enforced on every append (count, bytes) and by the hub's
 //! periodic sweep (age), so memory stays bounded by the configured limits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -197,12 +197,18 @@ impl Store for MemoryStore {
     }
 
     async fn sweep(&self) {
+        self.sweep_watched(&HashSet::new()).await
+    }
+
+    async fn sweep_watched(&self, watched: &HashSet<StreamName>) {
         let now = Instant::now();
         let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, log| {
+        map.retain(|name, log| {
             let mut log = lock(log);
             log.evict(&self.retention, now);
-            !(log.events.is_empty() && now.duration_since(log.touched) > self.retention.max_age)
+            let idle =
+                log.events.is_empty() && now.duration_since(log.touched) > self.retention.max_age;
+            !idle || watched.contains(name)
         });
     }
 }

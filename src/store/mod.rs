@@ -9,6 +9,7 @@
 
 pub mod memory;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -145,6 +146,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops events past their age and streams left empty and idle.
     async fn sweep(&self) {}
+
+    /// Like [`Store::sweep`], but keeps the streams in `watched` even when
+    /// empty and idle: they have live subscribers, and dropping one would
+    /// restart its ids under them (the next event would be `1` again, which
+    /// they would take for one they already have).
+    async fn sweep_watched(&self, watched: &HashSet<StreamName>) {
+        let _ = watched;
+        self.sweep().await
+    }
 
     /// Whether the store is reachable.
     async fn healthy(&self) -> Result<(), StoreError> {

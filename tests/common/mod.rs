@@ -28,11 +28,16 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start_exact(&all, env)
+    }
+
+    /// Runs the binary with exactly `args` (no `serve`, no `--listen`) and
+    /// waits until it logs where it listens.
+    pub fn start_exact(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(args)
+        cmd.args(args)
             .env("RILL_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -59,6 +64,22 @@ impl TestServer {
             }
         });
         TestServer { child, base, log }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident set size in KiB, from `/proc/<pid>/status`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
     }
 
     /// `base` + `path`.
@@ -175,4 +196,78 @@ pub async fn publish(base: &str, stream: &str, data: &str, event: Option<&str>) 
     assert_eq!(res.status().as_u16(), 201, "publish status");
     let v: serde_json::Value = res.json().await.expect("json");
     v["id"].as_str().expect("id").to_owned()
+}
+
+/// Posts `body` with `content_type` to `stream`; returns the status, the
+/// headers and the body as JSON (`Null` when it is not JSON).
+pub async fn post_raw(
+    base: &str,
+    stream: &str,
+    body: impl Into<reqwest::Body>,
+    content_type: &str,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/v1/streams/{stream}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+impl SseClient {
+    /// Exactly `n` events (panics if fewer come within `wait` each).
+    pub async fn take(&mut self, n: usize, wait: Duration) -> Vec<ParsedEvent> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            match self.next_event(wait).await {
+                Some(e) => out.push(e),
+                None => panic!("got {i} of {n} events: {out:?}"),
+            }
+        }
+        out
+    }
+}
+
+/// The `/metrics` text.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of the sample whose series (name and labels) is exactly
+/// `series`, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `DELETE /v1/streams/{stream}`; returns the response.
+pub async fn delete(base: &str, stream: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .delete(format!("{base}/v1/streams/{stream}"))
+        .send()
+        .await
+        .expect("delete")
+}
+
+/// `GET url`, which must answer `200` with JSON.
+pub async fn get_json(url: String) -> serde_json::Value {
+    let res = reqwest::get(url).await.expect("get");
+    assert_eq!(res.status().as_u16(), 200);
+    res.json().await.expect("json body")
 }
