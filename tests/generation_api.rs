@@ -192,3 +192,15 @@ async fn generations_are_counted_and_timed() {
     // 33 words in the made-up answer: 32 gaps (the cancelled one adds its own).
     assert!(metric(&text, "rill_inter_token_seconds_count", &[]) >= 32.0);
 }
+
+#[tokio::test]
+async fn a_generation_stream_that_does_not_exist_is_404_not_a_wait() {
+    let server = TestServer::start(&["--mock-delay-ms", "1"]);
+    let missing = SseClient::open(&server.url("/v1/streams/gen-0000000000000000"), &[]).await;
+    assert_eq!(missing.status, 404);
+    // A real one is found, from its first event.
+    let (_, stream) = start_generation(&server.base, json!({"prompt": "hello"})).await;
+    let mut found = SseClient::open(&server.url(&format!("{stream}?lastEventId=0")), &[]).await;
+    assert_eq!(found.status, 200);
+    assert!(found.next_event(WAIT).await.is_some());
+}

@@ -30,6 +30,8 @@ pub async fn index() -> impl IntoResponse {
 
 /// `GET /dashboard`: the live dashboard page; its data is the stream
 /// `_dashboard`.
+#[utoipa::path(get, path = "/dashboard", tag = "ops",
+    responses((status = 200, content_type = "text/html", description = "The live dashboard, which follows the stream `_dashboard`")))]
 pub async fn dashboard() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD_HTML))
 }

@@ -17,6 +17,7 @@ use super::AppState;
     ),
     paths(
         super::demo::index,
+        super::demo::dashboard,
         super::demo::sse,
         super::streams::subscribe,
         super::streams::publish,

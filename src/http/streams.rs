@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::sse::{negotiate, respond, resume_from};
 use super::AppState;
 use crate::generation::GENERATION_PREFIX;
-use crate::ids::StreamName;
+use crate::ids::{EventId, StreamName};
 use crate::sse::EventType;
 use crate::store::{Draft, StreamInfo};
 
@@ -64,6 +64,7 @@ fn stream_name(name: String) -> Result<StreamName, ApiError> {
         (status = 200, description = "Replay after the id, then live events. Over a subscriber limit: only a `retry:` hint, then a clean close.", content_type = "text/event-stream"),
         (status = 204, description = "The stream has ended and the client has read its end"),
         (status = 400, description = "Bad stream name"),
+        (status = 404, description = "A `gen-*` stream that does not exist (generations create them)"),
         (status = 406, description = "Accept admits no event stream"),
     ))]
 pub async fn subscribe(
@@ -75,6 +76,16 @@ pub async fn subscribe(
     negotiate(&headers)?;
     let name = stream_name(name)?;
     let resume = resume_from(&headers, q.last_event_id.as_deref());
+    if name.as_str().starts_with(GENERATION_PREFIX) {
+        // Only generations create these streams, so one that does not exist
+        // never will: say so instead of waiting forever.
+        let head = st.hub.store().read_after(&name, EventId::START, 0).await?;
+        if head.prefix.is_none() && head.last_id == EventId::START {
+            return Err(ApiError::NotFound(format!(
+                "no generation stream {name}: it never existed or has expired"
+            )));
+        }
+    }
     let outcome = st.hub.subscribe(&name, &resume).await?;
     super::record_stream(name.as_str(), *st.hub.channel(&name).subscribers().borrow());
     tracing::debug!("subscribed");

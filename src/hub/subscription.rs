@@ -225,7 +225,11 @@ impl Subscription {
         if terminal {
             self.ended = true;
         }
-        self.slot.hub.inner.delivered.fetch_add(1, Ordering::Relaxed);
+        self.slot
+            .hub
+            .inner
+            .delivered
+            .fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::EVENTS_DELIVERED).increment(1);
         bytes
     }
