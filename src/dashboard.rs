@@ -117,7 +117,10 @@ async fn snapshot(
         top_streams: hub
             .busiest(10)
             .into_iter()
-            .map(|(name, subscribers)| TopStream { name, subscribers })
+            .map(|(name, subscribers)| TopStream {
+                name: name.to_string(),
+                subscribers,
+            })
             .collect(),
     }
 }

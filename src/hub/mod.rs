@@ -132,15 +132,11 @@ impl Hub {
         )
     }
 
-    /// Streams with subscribers on this node, and how many each has.
-    pub fn busiest(&self, n: usize) -> Vec<(String, usize)> {
-        let mut all: Vec<(String, usize)> = self
-            .channels()
-            .iter()
-            .map(|(name, c)| (name.to_string(), *c.subscribers.borrow()))
-            .filter(|(_, count)| *count > 0)
-            .collect();
-        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    /// The `n` streams with the most subscribers on this node.
+    pub fn busiest(&self, n: usize) -> Vec<(StreamName, usize)> {
+        let mut all = self.subscribers_per_stream();
+        // Stable: equal counts stay in name order.
+        all.sort_by(|a, b| b.1.cmp(&a.1));
         all.truncate(n);
         all
     }
