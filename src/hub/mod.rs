@@ -136,7 +136,7 @@ impl Hub {
     pub fn busiest(&self, n: usize) -> Vec<(StreamName, usize)> {
         let mut all = self.subscribers_per_stream();
         // Stable: equal counts stay in name order.
-        all.sort_by(|a, b| b.1.cmp(&a.1));
+        all.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         all.truncate(n);
         all
     }
