@@ -10,6 +10,10 @@
 //! - someone calls [`Generations::cancel`] (`done_reason: "cancelled"`), or
 //! - nobody has listened for the grace period (`cancelled_by:
 //!   "no_listeners"`), unless the grace is "never".
+//!
+//! With a shared store the owner also holds a lease; see [`lease`].
+
+pub mod lease;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +41,8 @@ pub struct GenerationConfig {
     pub grace: Option<Duration>,
     /// Give up on an upstream that sends nothing for this long.
     pub upstream_timeout: Duration,
+    /// With a shared store: how long the owner's lease lasts unrenewed.
+    pub lease: Duration,
 }
 
 /// A started generation.
@@ -94,6 +100,13 @@ impl Generations {
             .store()
             .create(&stream_name, Some(id.clone()))
             .await?;
+        if self.hub.store().shared() {
+            // Held before anyone can see the stream, so no sweeper ends it.
+            self.hub
+                .store()
+                .renew_lease(&stream_name, self.config.lease)
+                .await?;
+        }
         let cancel = self.hub.shutdown().child_token();
         self.lock().insert(id.clone(), cancel.clone());
         metrics::counter!(m::GENERATIONS_STARTED, "backend" => backend.name()).increment(1);
@@ -124,6 +137,21 @@ impl Generations {
         }
     }
 
+    /// Cancels generation `id` wherever it runs: here, or (with a shared
+    /// store) on the node holding its lease. False if it is not running.
+    pub async fn cancel_anywhere(&self, id: &str) -> Result<bool, StoreError> {
+        if self.cancel(id) {
+            return Ok(true);
+        }
+        if !self.hub.store().shared() {
+            return Ok(false);
+        }
+        match Self::stream_of(id) {
+            Ok(name) => self.hub.store().request_cancel(&name).await,
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Generations running on this node.
     pub fn active(&self) -> usize {
         self.lock().len()
@@ -145,10 +173,22 @@ impl Generations {
         let channel = self.hub.channel(name);
         let mut listeners = channel.subscribers();
         let mut stats = Stats::default();
+        let store = self.hub.store().clone();
+        let leased = async {
+            if store.shared() {
+                lease::hold(store.as_ref(), name, self.config.lease).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        // With a shared store, listeners on other nodes do not show in this
+        // node's count, so the no-listener grace applies to memory stores only.
+        let grace = self.config.grace.filter(|_| !store.shared());
         let outcome = tokio::select! {
             biased;
             _ = cancel.cancelled() => Outcome::Cancelled("request"),
-            _ = nobody_listens(&mut listeners, self.config.grace) => Outcome::Cancelled("no_listeners"),
+            _ = leased => Outcome::Cancelled("request"),
+            _ = nobody_listens(&mut listeners, grace) => Outcome::Cancelled("no_listeners"),
             o = self.relay(backend.as_ref(), &request, name, &mut stats, started) => o,
         };
         let backend_name = backend.name();

@@ -85,6 +85,17 @@ pub fn respond(outcome: Subscribe, retry_ms: u64) -> Response {
     }
 }
 
+/// The response when the store cannot be read: `200`, a jittered `retry:`
+/// and a clean close, so a browser comes back and resumes rather than giving
+/// up on a 5xx.
+pub fn store_unavailable(retry_ms: u64) -> Response {
+    use rand::Rng;
+    let ms = rand::rng().random_range(retry_ms..=retry_ms.saturating_mul(2).max(retry_ms));
+    let mut res = Response::new(Body::from(encode_retry(ms)));
+    stream_headers(&mut res);
+    res
+}
+
 /// Streams a subscription as the response body.
 pub fn stream_response(sub: Subscription) -> Response {
     let body = futures_util::stream::unfold(sub, |mut sub| async move {

@@ -8,12 +8,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::sse::{negotiate, respond, resume_from};
+use super::sse::{negotiate, respond, resume_from, store_unavailable};
 use super::AppState;
 use crate::generation::GENERATION_PREFIX;
 use crate::ids::StreamName;
 use crate::sse::EventType;
-use crate::store::{Draft, StreamInfo};
+use crate::store::{Draft, StoreError, StreamInfo};
 
 /// Event types rill itself sends; publishers cannot use them.
 pub const RESERVED_EVENT_TYPES: [&str; 2] = ["reset", "end"];
@@ -61,7 +61,7 @@ fn stream_name(name: String) -> Result<StreamName, ApiError> {
 #[utoipa::path(get, path = "/v1/streams/{name}", tag = "streams",
     params(("name" = String, Path, description = "Stream name"), ResumeQuery),
     responses(
-        (status = 200, description = "Replay after the id, then live events. Over a subscriber limit: only a `retry:` hint, then a clean close.", content_type = "text/event-stream"),
+        (status = 200, description = "Replay after the id, then live events. Over a subscriber limit, or with the store unreachable: only a `retry:` hint, then a clean close.", content_type = "text/event-stream"),
         (status = 204, description = "The stream has ended and the client has read its end"),
         (status = 400, description = "Bad stream name"),
         (status = 406, description = "Accept admits no event stream"),
@@ -75,8 +75,14 @@ pub async fn subscribe(
     negotiate(&headers)?;
     let name = stream_name(name)?;
     let resume = resume_from(&headers, q.last_event_id.as_deref());
-    let outcome = st.hub.subscribe(&name, &resume).await?;
-    Ok(respond(outcome, st.hub.config().retry_ms))
+    match st.hub.subscribe(&name, &resume).await {
+        Ok(outcome) => Ok(respond(outcome, st.hub.config().retry_ms)),
+        Err(StoreError::Unavailable(e)) => {
+            tracing::warn!(stream = %name, error = %e, "store unavailable; asking the client to retry");
+            Ok(store_unavailable(st.hub.config().retry_ms))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /v1/streams/{name}`: publish one event.

@@ -124,7 +124,11 @@ impl Hub {
         }
         let ended = head.finished && last >= head.last_id;
         self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
-        channel.subscribers.send_modify(|n| *n += 1);
+        // The feed (shared stores) must cover everything after what this
+        // subscriber read from the store: `head.last_id`.
+        if channel.join(head.last_id, head.prefix.clone()) && self.store().shared() {
+            self.wake_reader(name).await;
+        }
         metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
         Ok(Subscribe::Stream(Box::new(Subscription {
             hub: self.clone(),
@@ -199,6 +203,15 @@ impl Subscription {
             };
             match frame {
                 Ok(Frame {
+                    id: None,
+                    terminal: true,
+                    ..
+                }) => {
+                    // The live feed lost the store: come back and resume.
+                    self.ended = true;
+                    return Some(shutdown_retry(self.hub.config().retry_ms));
+                }
+                Ok(Frame {
                     id: None, bytes, ..
                 }) => return Some(bytes),
                 Ok(Frame { id: Some(id), .. }) if id <= self.last => {}
@@ -260,9 +273,7 @@ fn shutdown_retry(retry_ms: u64) -> Bytes {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
-        self.channel
-            .subscribers
-            .send_modify(|n| *n = n.saturating_sub(1));
+        self.channel.leave();
         metrics::gauge!(m::SUBSCRIBERS).decrement(1.0);
     }
 }

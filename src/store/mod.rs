@@ -6,8 +6,13 @@
 //! shared byte buffers. The hub does the live fan-out on top of it.
 //!
 //! [`memory::MemoryStore`] is the default, embedded store.
+//! [`redis::RedisStore`] keeps streams in Redis Streams, shared by many
+//! nodes; it is [`Store::shared`], so the hub takes its live feed from
+//! [`Store::follow`] instead of from its own appends.
 
 pub mod memory;
+pub mod redis;
+mod redis_scripts;
 
 use std::time::Duration;
 
@@ -150,4 +155,66 @@ pub trait Store: Send + Sync + 'static {
     async fn healthy(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Whether other nodes append to this store too. A shared store's live
+    /// events come from [`Store::follow`], in the order the store gave ids.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Waits up to `wait` for events after the positions in `from`, using the
+    /// connection of live reader `reader`. Returns, for each position that
+    /// has news, its index in `from` and the new records in id order; an
+    /// empty list when nothing came in time. Only shared stores follow.
+    async fn follow(
+        &self,
+        reader: usize,
+        from: &[Follow],
+        wait: Duration,
+    ) -> Result<Vec<(usize, Vec<Record>)>, StoreError> {
+        let _ = (reader, from, wait);
+        Err(StoreError::Unavailable(
+            "this store has no live feed".into(),
+        ))
+    }
+
+    /// Cuts short a [`Store::follow`] of `reader` that is waiting, so it can
+    /// start again with a new list of positions.
+    async fn interrupt(&self, reader: usize) {
+        let _ = reader;
+    }
+
+    /// Takes or renews the lease of the node running the generation that
+    /// writes `name`, for `ttl`. Returns true when another node has asked
+    /// for the generation to be cancelled.
+    async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<bool, StoreError> {
+        let _ = (name, ttl);
+        Ok(false)
+    }
+
+    /// Asks the node running the generation that writes `name` to cancel it;
+    /// false when no node holds its lease.
+    async fn request_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {
+        let _ = name;
+        Ok(false)
+    }
+
+    /// Ends every generation stream whose lease has lapsed (its node is gone)
+    /// with `draft`, each exactly once however many nodes call this. Returns
+    /// the streams it ended.
+    async fn end_orphans(&self, draft: &Draft) -> Result<Vec<StreamName>, StoreError> {
+        let _ = draft;
+        Ok(Vec::new())
+    }
+}
+
+/// A position a live reader follows a stream from.
+#[derive(Debug, Clone)]
+pub struct Follow {
+    /// The stream.
+    pub name: StreamName,
+    /// The last id already fed.
+    pub after: EventId,
+    /// The stream's wire-id prefix, for encoding.
+    pub prefix: Option<String>,
 }

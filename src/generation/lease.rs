@@ -1,0 +1,80 @@
+//! Generations across nodes: the owner's lease and the orphan sweeper.
+//!
+//! With a shared store, the node running a generation holds a lease on its
+//! stream in the store and renews it every [`renew_interval`]. Every node
+//! runs a sweeper that ends generation streams whose lease has lapsed (their
+//! node stopped or lost the store) with `event: error`
+//! (`"error": "generation_lost"`); the store's atomic append makes that
+//! happen exactly once. Subscribers on any node therefore learn of a lost
+//! generation within about one lease plus one sweep.
+//!
+//! Renewing is also how a cancel sent to another node arrives: that node
+//! records a request in the store, and the owner's next renewal sees it.
+
+use std::time::Duration;
+
+use super::Generations;
+use crate::ids::StreamName;
+use crate::sse::EventType;
+use crate::store::{Draft, Store};
+
+/// How often the owner renews a lease of `ttl` (and so how soon it sees a
+/// cancel from another node).
+pub fn renew_interval(ttl: Duration) -> Duration {
+    (ttl / 3).min(Duration::from_secs(1))
+}
+
+/// Renews the lease of `name` until someone asks to cancel; resolves then.
+/// A failed renewal is retried: if the store stays away longer than `ttl`,
+/// another node ends the stream and this node's next append is refused.
+pub(super) async fn hold(store: &dyn Store, name: &StreamName, ttl: Duration) {
+    let mut ticks = tokio::time::interval(renew_interval(ttl));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.renew_lease(name, ttl).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(stream = %name, error = %e, "could not renew generation lease")
+            }
+        }
+    }
+}
+
+/// The terminal event of a generation whose node is gone.
+pub fn lost_event() -> Draft {
+    let body = serde_json::json!({
+        "error": "generation_lost",
+        "message": "the node running this generation stopped before it finished",
+        "upstream_status": null,
+    });
+    Draft {
+        event_type: EventType::new("error").ok(),
+        data: body.to_string(),
+        terminal: true,
+    }
+}
+
+impl Generations {
+    /// Ends orphaned generations of a shared store until shutdown.
+    pub async fn run_orphan_sweeper(self) {
+        let every = renew_interval(self.config.lease);
+        let shutdown = self.hub.shutdown().clone();
+        let draft = lost_event();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.hub.store().end_orphans(&draft).await {
+                Ok(ended) => {
+                    for name in ended {
+                        tracing::warn!(stream = %name, "generation lost its node; ended it");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "orphan sweep skipped"),
+            }
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The shared store: streams in Redis Streams, so many rill nodes serve the
+//! same streams and a browser can resume on any of them.
+//!
+//! Keys, under a configurable prefix `P` (the `{name}` hash tag keeps one
+//! stream's keys in one cluster slot):
+//! - `P{name}:log`: a Redis Stream; entry `0-<n>` is event `n`, with fields
+//!   `t` (event type, empty for `message`), `d` (data), `x` (terminal),
+//!   `ts` (Redis time, ms) and `n` (stored size).
+//! - `P{name}:meta`: a hash with `last` (the id counter), `fin`, `bytes`
+//!   and `prefix` (the wire-id prefix).
+//! - `P{name}:lease`, `P{name}:cancel`: a generation's owner lease and a
+//!   cancel request from another node.
+//! - `Pstreams` and `Pgenerations`: sets of stream names and of generation
+//!   streams that hold a lease.
+//!
+//! Ids come from a counter inside the append script (`HINCRBY`), and the
+//! entry is added as `XADD key 0-<id>`: Redis hands out each id once across
+//! all nodes, the entry id *is* the event id (so `XRANGE`/`XREAD` need no
+//! mapping), and ids stay plain `u64` on the wire. The explicit id (rather
+//! than `0-*`) keeps the counter in the meta hash, next to `fin`, so "append
+//! unless finished" is one atomic step.
+//!
+//! Redis keeps the data and type, not encoded bytes: each node encodes an
+//! event when it reads it (once per event per node on the live path; once per
+//! replaying subscriber on replay). Every command runs under a timeout, so
+//! with Redis down publishes fail fast with [`StoreError::Unavailable`].
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+
+use super::redis_scripts as lua;
+use super::{Draft, Follow, Record, Replay, Retention, Store, StoreError, StreamInfo};
+use crate::ids::{wire_id, EventId, StreamName};
+use crate::sse::EventType;
+
+/// Longest wait for one ordinary Redis command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries one live read takes per call.
+const FOLLOW_BATCH: usize = 512;
+
+/// How to reach Redis and lay out keys.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://HOST:PORT/DB`.
+    pub url: String,
+    /// Prefix of every key rill writes.
+    pub key_prefix: String,
+    /// Live readers (each with its own connection).
+    pub readers: usize,
+}
+
+/// The Redis Streams [`Store`].
+pub struct RedisStore {
+    client: Client,
+    prefix: String,
+    retention: Retention,
+    max_streams: usize,
+    manager: tokio::sync::Mutex<Option<ConnectionManager>>,
+    readers: Vec<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    reader_ids: Vec<AtomicI64>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    append: Script,
+    create: Script,
+    remove: Script,
+    renew: Script,
+    cancel: Script,
+}
+
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+async fn timed<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(unavailable),
+        Err(_) => Err(StoreError::Unavailable(
+            "redis did not answer in time".into(),
+        )),
+    }
+}
+
+impl RedisStore {
+    /// A store on `config.url`; connects lazily, so rill starts (and answers
+    /// 503) while Redis is down.
+    pub fn new(
+        config: &RedisConfig,
+        retention: Retention,
+        max_streams: usize,
+    ) -> Result<Self, StoreError> {
+        let client = Client::open(config.url.as_str())
+            .map_err(|e| StoreError::Unavailable(format!("bad redis URL: {e}")))?;
+        let readers = config.readers.max(1);
+        Ok(Self {
+            client,
+            prefix: config.key_prefix.clone(),
+            retention,
+            max_streams,
+            manager: tokio::sync::Mutex::new(None),
+            readers: (0..readers)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            reader_ids: (0..readers).map(|_| AtomicI64::new(0)).collect(),
+            scripts: Scripts {
+                append: Script::new(lua::APPEND),
+                create: Script::new(lua::CREATE),
+                remove: Script::new(lua::REMOVE),
+                renew: Script::new(lua::RENEW_LEASE),
+                cancel: Script::new(lua::REQUEST_CANCEL),
+            },
+        })
+    }
+
+    fn key(&self, name: &StreamName, part: &str) -> String {
+        format!("{}{{{}}}:{}", self.prefix, name, part)
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}streams", self.prefix)
+    }
+
+    fn generations_key(&self) -> String {
+        format!("{}generations", self.prefix)
+    }
+
+    fn max_age_ms(&self) -> u64 {
+        (self.retention.max_age.as_millis() as u64).max(1)
+    }
+
+    /// The shared command connection, made on first use. The manager
+    /// reconnects by itself after Redis comes back.
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.manager.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(COMMAND_TIMEOUT)
+            .set_number_of_retries(1)
+            .set_factor(50)
+            .set_max_delay(500);
+        let c = timed(
+            COMMAND_TIMEOUT,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn append_as(
+        &self,
+        name: &StreamName,
+        draft: &Draft,
+        mode: &str,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut c = self.conn().await?;
+        let kind = draft.event_type.as_ref().map_or("", |t| t.as_str());
+        let mut call = self.scripts.append.prepare_invoke();
+        call.key(self.key(name, "log"))
+            .key(self.key(name, "meta"))
+            .key(self.index_key())
+            .key(self.key(name, "lease"))
+            .key(self.generations_key())
+            .arg(name.as_str())
+            .arg(kind)
+            .arg(&draft.data)
+            .arg(if draft.terminal { "1" } else { "0" })
+            .arg(self.retention.max_events)
+            .arg(self.retention.max_bytes)
+            .arg(self.max_age_ms())
+            .arg(self.max_streams)
+            .arg(mode);
+        let (code, prefix): (i64, Option<String>) =
+            timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        match code {
+            -1 => Err(StoreError::Finished(name.clone())),
+            -2 | -3 => Ok(None),
+            -4 => Err(StoreError::TooManyStreams(self.max_streams)),
+            id => {
+                let id = EventId(id as u64);
+                let prefix = prefix.filter(|p| !p.is_empty());
+                Ok(Some(Record {
+                    id,
+                    frame: draft.encode(prefix.as_deref(), id),
+                    terminal: draft.terminal,
+                }))
+            }
+        }
+    }
+
+    async fn reader_conn(
+        &self,
+        reader: usize,
+        wait: Duration,
+    ) -> Result<MultiplexedConnection, StoreError> {
+        let slot = self.reader_slot(reader)?;
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(wait + COMMAND_TIMEOUT);
+        let mut c = timed(
+            COMMAND_TIMEOUT,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await?;
+        let id: i64 = timed(
+            COMMAND_TIMEOUT,
+            redis::cmd("CLIENT").arg("ID").query_async(&mut c),
+        )
+        .await?;
+        self.reader_ids[reader].store(id, Ordering::Relaxed);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    fn reader_slot(
+        &self,
+        reader: usize,
+    ) -> Result<&tokio::sync::Mutex<Option<MultiplexedConnection>>, StoreError> {
+        self.readers
+            .get(reader)
+            .ok_or_else(|| StoreError::Unavailable(format!("no live reader {reader}")))
+    }
+}
+
+/// Turns an entry into a record, encoding it for the wire.
+fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
+    let n = entry.id.strip_prefix("0-")?.parse::<u64>().ok()?;
+    let text = |k: &str| -> Option<String> {
+        entry
+            .map
+            .get(k)
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
+    };
+    let kind = text("t").unwrap_or_default();
+    let draft = Draft {
+        event_type: if kind.is_empty() {
+            None
+        } else {
+            EventType::new(kind).ok()
+        },
+        data: text("d").unwrap_or_default(),
+        terminal: text("x").as_deref() == Some("1"),
+    };
+    let id = EventId(n);
+    Some(Record {
+        id,
+        frame: draft.encode(prefix, id),
+        terminal: draft.terminal,
+    })
+}
+
+fn first_id(reply: &StreamRangeReply) -> Option<u64> {
+    reply.ids.first()?.id.strip_prefix("0-")?.parse().ok()
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create(&self, name: &StreamName, prefix: Option<String>) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let mut call = self.scripts.create.prepare_invoke();
+        call.key(self.key(name, "meta"))
+            .key(self.index_key())
+            .arg(name.as_str())
+            .arg(prefix.unwrap_or_default())
+            .arg(self.max_streams)
+            .arg(self.max_age_ms());
+        let code: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        match code {
+            -1 => Err(StoreError::Exists(name.clone())),
+            -4 => Err(StoreError::TooManyStreams(self.max_streams)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn append(&self, name: &StreamName, draft: &Draft) -> Result<Record, StoreError> {
+        self.append_as(name, draft, "append")
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("append refused".into()))
+    }
+
+    async fn read_after(
+        &self,
+        name: &StreamName,
+        after: EventId,
+        limit: usize,
+    ) -> Result<Replay, StoreError> {
+        let mut c = self.conn().await?;
+        let log = self.key(name, "log");
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HMGET")
+            .arg(self.key(name, "meta"))
+            .arg(&["last", "fin", "prefix"])
+            .cmd("XRANGE")
+            .arg(&log)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("XRANGE")
+            .arg(&log)
+            .arg(format!("0-{}", after.0.saturating_add(1)))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.max(1));
+        type Reply = (
+            (Option<u64>, Option<String>, Option<String>),
+            StreamRangeReply,
+            StreamRangeReply,
+        );
+        let ((last, fin, prefix), oldest, page): Reply =
+            timed(COMMAND_TIMEOUT, pipe.query_async(&mut c)).await?;
+        let last = EventId(last.unwrap_or(0));
+        let prefix = prefix.filter(|p| !p.is_empty());
+        let records = if limit == 0 {
+            Vec::new()
+        } else {
+            page.ids
+                .iter()
+                .filter_map(|e| record(e, prefix.as_deref()))
+                .collect()
+        };
+        Ok(Replay {
+            records,
+            first_retained: EventId(first_id(&oldest).unwrap_or(last.0 + 1)),
+            last_id: last,
+            finished: fin.as_deref() == Some("1"),
+            prefix,
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<StreamInfo>, StoreError> {
+        let mut c = self.conn().await?;
+        let mut names: Vec<String> = timed(
+            COMMAND_TIMEOUT,
+            redis::cmd("SMEMBERS")
+                .arg(self.index_key())
+                .query_async(&mut c),
+        )
+        .await?;
+        names.sort();
+        let names: Vec<StreamName> = names
+            .into_iter()
+            .filter_map(|n| StreamName::new(n).ok())
+            .collect();
+        let mut pipe = redis::pipe();
+        for n in &names {
+            pipe.cmd("HMGET")
+                .arg(self.key(n, "meta"))
+                .arg(&["last", "fin", "prefix", "bytes"])
+                .cmd("XLEN")
+                .arg(self.key(n, "log"));
+        }
+        type Row = (
+            (Option<u64>, Option<String>, Option<String>, Option<u64>),
+            usize,
+        );
+        let rows: Vec<Row> = timed(COMMAND_TIMEOUT, pipe.query_async(&mut c)).await?;
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (name, ((last, fin, prefix, bytes), len)) in names.into_iter().zip(rows) {
+            let Some(last) = last else {
+                // Expired with its retention: forget it.
+                gone.push(name.to_string());
+                continue;
+            };
+            let prefix = prefix.filter(|p| !p.is_empty());
+            out.push(StreamInfo {
+                last_id: wire_id(prefix.as_deref(), EventId(last)),
+                name: name.to_string(),
+                retained_events: len,
+                retained_bytes: bytes.unwrap_or(0) as usize,
+                finished: fin.as_deref() == Some("1"),
+                subscribers: 0,
+            });
+        }
+        if !gone.is_empty() {
+            let _: Result<i64, _> = timed(
+                COMMAND_TIMEOUT,
+                redis::cmd("SREM")
+                    .arg(self.index_key())
+                    .arg(gone)
+                    .query_async(&mut c),
+            )
+            .await;
+        }
+        Ok(out)
+    }
+
+    async fn remove(&self, name: &StreamName) -> Result<Option<EventId>, StoreError> {
+        let mut c = self.conn().await?;
+        let mut call = self.scripts.remove.prepare_invoke();
+        call.key(self.key(name, "log"))
+            .key(self.key(name, "meta"))
+            .key(self.index_key())
+            .arg(name.as_str());
+        let last: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        Ok((last >= 0).then_some(EventId(last as u64)))
+    }
+
+    async fn healthy(&self) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let _: String = timed(COMMAND_TIMEOUT, redis::cmd("PING").query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn follow(
+        &self,
+        reader: usize,
+        from: &[Follow],
+        wait: Duration,
+    ) -> Result<Vec<(usize, Vec<Record>)>, StoreError> {
+        let mut c = self.reader_conn(reader, wait).await?;
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(FOLLOW_BATCH)
+            .arg("BLOCK")
+            .arg(wait.as_millis().max(1) as u64)
+            .arg("STREAMS");
+        for f in from {
+            cmd.arg(self.key(&f.name, "log"));
+        }
+        for f in from {
+            cmd.arg(format!("0-{}", f.after.0));
+        }
+        let reply: Result<Option<StreamReadReply>, StoreError> =
+            timed(wait + COMMAND_TIMEOUT, cmd.query_async(&mut c)).await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                // Start over on a fresh connection next time.
+                if let Ok(slot) = self.reader_slot(reader) {
+                    *slot.lock().await = None;
+                }
+                return Err(e);
+            }
+        };
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(i) = from
+                .iter()
+                .position(|f| self.key(&f.name, "log") == key.key)
+            else {
+                continue;
+            };
+            let prefix = from[i].prefix.as_deref();
+            let records: Vec<Record> = key.ids.iter().filter_map(|e| record(e, prefix)).collect();
+            out.push((i, records));
+        }
+        Ok(out)
+    }
+
+    async fn interrupt(&self, reader: usize) {
+        let Some(id) = self
+            .reader_ids
+            .get(reader)
+            .map(|a| a.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        if id == 0 {
+            return;
+        }
+        if let Ok(mut c) = self.conn().await {
+            let _: Result<i64, _> = timed(
+                COMMAND_TIMEOUT,
+                redis::cmd("CLIENT")
+                    .arg("UNBLOCK")
+                    .arg(id)
+                    .query_async(&mut c),
+            )
+            .await;
+        }
+    }
+
+    async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let mut call = self.scripts.renew.prepare_invoke();
+        call.key(self.key(name, "lease"))
+            .key(self.key(name, "cancel"))
+            .key(self.generations_key())
+            .arg(name.as_str())
+            .arg(ttl.as_millis().max(1) as u64);
+        let cancel: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        Ok(cancel == 1)
+    }
+
+    async fn request_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let mut call = self.scripts.cancel.prepare_invoke();
+        call.key(self.key(name, "lease"))
+            .key(self.key(name, "cancel"))
+            .arg(60_000);
+        let held: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        Ok(held == 1)
+    }
+
+    async fn end_orphans(&self, draft: &Draft) -> Result<Vec<StreamName>, StoreError> {
+        let mut c = self.conn().await?;
+        let names: Vec<String> = timed(
+            COMMAND_TIMEOUT,
+            redis::cmd("SMEMBERS")
+                .arg(self.generations_key())
+                .query_async(&mut c),
+        )
+        .await?;
+        let mut ended = Vec::new();
+        for name in names.into_iter().filter_map(|n| StreamName::new(n).ok()) {
+            if self.append_as(&name, draft, "orphan").await?.is_some() {
+                ended.push(name);
+            }
+        }
+        Ok(ended)
+    }
+}
