@@ -147,9 +147,9 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(1))
             .set_response_timeout(COMMAND_TIMEOUT)
-            .set_number_of_retries(1)
-            .set_factor(50)
-            .set_max_delay(500);
+            // No retries inside the manager: a command that meets a dead
+            // connection fails at once (503) and the next one reconnects.
+            .set_number_of_retries(0);
         let c = timed(
             COMMAND_TIMEOUT,
             ConnectionManager::new_with_config(self.client.clone(), config),

@@ -1,0 +1,116 @@
+//! Generations across nodes on one Redis: a generation whose node dies ends
+//! with `event: error` for subscribers on the other nodes, and a cancel sent
+//! to any node stops it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{redis_url, Keys};
+use common::{SseClient, TestServer};
+use rill::sse::ParsedEvent;
+
+async fn start_generation(node: &TestServer) -> (String, String) {
+    let res = reqwest::Client::new()
+        .post(node.url("/v1/generations"))
+        .json(&serde_json::json!({ "prompt": "Why is the sky blue?" }))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(res.status().as_u16(), 201);
+    let v: serde_json::Value = res.json().await.expect("json");
+    (
+        v["id"].as_str().expect("id").to_owned(),
+        v["stream"].as_str().expect("stream").to_owned(),
+    )
+}
+
+async fn tokens(c: &mut SseClient, n: usize) -> Vec<ParsedEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let e = c.next_event(Duration::from_secs(10)).await.expect("token");
+        assert_eq!(e.event_type, "message");
+        out.push(e);
+    }
+    out
+}
+
+fn assert_consecutive(gen: &str, events: &[ParsedEvent]) {
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.last_event_id, format!("{gen}.{}", i + 1));
+    }
+}
+
+#[tokio::test]
+async fn a_dead_nodes_generation_ends_with_an_error_everywhere() {
+    let keys = Keys::new(&redis_url(), "lost");
+    let lease = ["--generation-lease-secs", "2"];
+    let mut owner = keys.node(&["--mock-delay-ms", "200", lease[0], lease[1]]);
+    let others = [keys.node(&lease), keys.node(&lease)];
+    let (gen, stream) = start_generation(&owner).await;
+    let mut subs = Vec::new();
+    for n in &others {
+        subs.push(SseClient::open(&n.url(&format!("{stream}?lastEventId=0")), &[]).await);
+    }
+    let mut seen: Vec<Vec<ParsedEvent>> = Vec::new();
+    for s in &mut subs {
+        seen.push(tokens(s, 3).await);
+    }
+    // SIGKILL: no chance to end the stream or give up the lease.
+    drop(std::mem::replace(&mut owner, keys.node(&[])));
+    for (s, got) in subs.iter_mut().zip(&mut seen) {
+        got.extend(s.collect(Duration::from_secs(20)).await);
+        assert!(s.closed, "the stream closes after the error");
+        let last = got.last().expect("events");
+        assert_eq!(last.event_type, "error", "last event: {last:?}");
+        let body: serde_json::Value = serde_json::from_str(&last.data).expect("json");
+        assert_eq!(body["error"], "generation_lost");
+        assert_eq!(got.iter().filter(|e| e.event_type == "error").count(), 1);
+        assert_consecutive(&gen, got);
+    }
+    // Both nodes saw the same events: one log, one error, once.
+    assert_eq!(seen[0].len(), seen[1].len());
+    // A latecomer on the fresh node replays the whole stream, error included,
+    // and a client that has read it all is told to stop with 204.
+    let url = owner.url(&format!("{stream}?lastEventId=0"));
+    let replay = SseClient::open(&url, &[])
+        .await
+        .collect(Duration::from_secs(10))
+        .await;
+    assert_eq!(replay.len(), seen[0].len());
+    let last_id = replay.last().expect("replay").last_event_id.clone();
+    let done = SseClient::open(&url, &[("last-event-id", &last_id)]).await;
+    assert_eq!(done.status, 204);
+}
+
+#[tokio::test]
+async fn cancel_sent_to_another_node_stops_the_generation() {
+    let keys = Keys::new(&redis_url(), "cancel");
+    let owner = keys.node(&["--mock-delay-ms", "200"]);
+    let other = keys.node(&[]);
+    let (gen, stream) = start_generation(&owner).await;
+    let mut sub = SseClient::open(&other.url(&format!("{stream}?lastEventId=0")), &[]).await;
+    let mut got = tokens(&mut sub, 2).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(other.url(&format!("/v1/generations/{gen}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(res.status().as_u16(), 202);
+    got.extend(sub.collect(Duration::from_secs(10)).await);
+    let last = got.last().expect("events");
+    assert_eq!(last.event_type, "done");
+    let body: serde_json::Value = serde_json::from_str(&last.data).expect("json");
+    assert_eq!(body["done_reason"], "cancelled");
+    assert_eq!(body["cancelled_by"], "request");
+    // The whole recorded answer is far longer than what ran before the cancel.
+    assert!(got.len() < 60, "{} events", got.len());
+    assert_consecutive(&gen, &got);
+    let res = client
+        .post(other.url("/v1/generations/0000000000000000/cancel"))
+        .send()
+        .await
+        .expect("cancel unknown");
+    assert_eq!(res.status().as_u16(), 404);
+}
