@@ -12,7 +12,6 @@
 
 pub mod memory;
 pub mod redis;
-mod redis_scripts;
 
 use std::time::Duration;
 

@@ -25,23 +25,26 @@
 //! replaying subscriber on replay). Every command runs under a timeout, so
 //! with Redis down publishes fail fast with [`StoreError::Unavailable`].
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use redis::streams::{StreamId, StreamRangeReply};
+use redis::{Client, RedisError, Script};
 
-use super::redis_scripts as lua;
+mod lease;
+mod live;
+mod scripts;
+
 use super::{Draft, Follow, Record, Replay, Retention, Store, StoreError, StreamInfo};
 use crate::ids::{wire_id, EventId, StreamName};
 use crate::sse::EventType;
 
 /// Longest wait for one ordinary Redis command.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Entries one live read takes per call.
-const FOLLOW_BATCH: usize = 512;
+pub(crate) const FOLLOW_BATCH: usize = 512;
 
 /// How to reach Redis and lay out keys.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ fn unavailable(e: RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
 
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     limit: Duration,
     f: impl std::future::Future<Output = Result<T, RedisError>>,
 ) -> Result<T, StoreError> {
@@ -112,11 +115,11 @@ impl RedisStore {
                 .collect(),
             reader_ids: (0..readers).map(|_| AtomicI64::new(0)).collect(),
             scripts: Scripts {
-                append: Script::new(lua::APPEND),
-                create: Script::new(lua::CREATE),
-                remove: Script::new(lua::REMOVE),
-                renew: Script::new(lua::RENEW_LEASE),
-                cancel: Script::new(lua::REQUEST_CANCEL),
+                append: Script::new(scripts::APPEND),
+                create: Script::new(scripts::CREATE),
+                remove: Script::new(scripts::REMOVE),
+                renew: Script::new(scripts::RENEW_LEASE),
+                cancel: Script::new(scripts::REQUEST_CANCEL),
             },
         })
     }
@@ -159,7 +162,7 @@ impl RedisStore {
         Ok(c)
     }
 
-    async fn append_as(
+    pub(crate) async fn append_as(
         &self,
         name: &StreamName,
         draft: &Draft,
@@ -199,48 +202,10 @@ impl RedisStore {
             }
         }
     }
-
-    async fn reader_conn(
-        &self,
-        reader: usize,
-        wait: Duration,
-    ) -> Result<MultiplexedConnection, StoreError> {
-        let slot = self.reader_slot(reader)?;
-        let mut slot = slot.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(wait + COMMAND_TIMEOUT);
-        let mut c = timed(
-            COMMAND_TIMEOUT,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await?;
-        let id: i64 = timed(
-            COMMAND_TIMEOUT,
-            redis::cmd("CLIENT").arg("ID").query_async(&mut c),
-        )
-        .await?;
-        self.reader_ids[reader].store(id, Ordering::Relaxed);
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    fn reader_slot(
-        &self,
-        reader: usize,
-    ) -> Result<&tokio::sync::Mutex<Option<MultiplexedConnection>>, StoreError> {
-        self.readers
-            .get(reader)
-            .ok_or_else(|| StoreError::Unavailable(format!("no live reader {reader}")))
-    }
 }
 
 /// Turns an entry into a record, encoding it for the wire.
-fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
+pub(crate) fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
     let n = entry.id.strip_prefix("0-")?.parse::<u64>().ok()?;
     let text = |k: &str| -> Option<String> {
         entry
@@ -431,106 +396,22 @@ impl Store for RedisStore {
         from: &[Follow],
         wait: Duration,
     ) -> Result<Vec<(usize, Vec<Record>)>, StoreError> {
-        let mut c = self.reader_conn(reader, wait).await?;
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(FOLLOW_BATCH)
-            .arg("BLOCK")
-            .arg(wait.as_millis().max(1) as u64)
-            .arg("STREAMS");
-        for f in from {
-            cmd.arg(self.key(&f.name, "log"));
-        }
-        for f in from {
-            cmd.arg(format!("0-{}", f.after.0));
-        }
-        let reply: Result<Option<StreamReadReply>, StoreError> =
-            timed(wait + COMMAND_TIMEOUT, cmd.query_async(&mut c)).await;
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                // Start over on a fresh connection next time.
-                if let Ok(slot) = self.reader_slot(reader) {
-                    *slot.lock().await = None;
-                }
-                return Err(e);
-            }
-        };
-        let mut out = Vec::new();
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            let Some(i) = from
-                .iter()
-                .position(|f| self.key(&f.name, "log") == key.key)
-            else {
-                continue;
-            };
-            let prefix = from[i].prefix.as_deref();
-            let records: Vec<Record> = key.ids.iter().filter_map(|e| record(e, prefix)).collect();
-            out.push((i, records));
-        }
-        Ok(out)
+        self.read_live(reader, from, wait).await
     }
 
     async fn interrupt(&self, reader: usize) {
-        let Some(id) = self
-            .reader_ids
-            .get(reader)
-            .map(|a| a.load(Ordering::Relaxed))
-        else {
-            return;
-        };
-        if id == 0 {
-            return;
-        }
-        if let Ok(mut c) = self.conn().await {
-            let _: Result<i64, _> = timed(
-                COMMAND_TIMEOUT,
-                redis::cmd("CLIENT")
-                    .arg("UNBLOCK")
-                    .arg(id)
-                    .query_async(&mut c),
-            )
-            .await;
-        }
+        self.unblock(reader).await;
     }
 
     async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
-        let mut call = self.scripts.renew.prepare_invoke();
-        call.key(self.key(name, "lease"))
-            .key(self.key(name, "cancel"))
-            .key(self.generations_key())
-            .arg(name.as_str())
-            .arg(ttl.as_millis().max(1) as u64);
-        let cancel: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
-        Ok(cancel == 1)
+        self.renew(name, ttl).await
     }
 
     async fn request_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
-        let mut call = self.scripts.cancel.prepare_invoke();
-        call.key(self.key(name, "lease"))
-            .key(self.key(name, "cancel"))
-            .arg(60_000);
-        let held: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
-        Ok(held == 1)
+        self.ask_cancel(name).await
     }
 
     async fn end_orphans(&self, draft: &Draft) -> Result<Vec<StreamName>, StoreError> {
-        let mut c = self.conn().await?;
-        let names: Vec<String> = timed(
-            COMMAND_TIMEOUT,
-            redis::cmd("SMEMBERS")
-                .arg(self.generations_key())
-                .query_async(&mut c),
-        )
-        .await?;
-        let mut ended = Vec::new();
-        for name in names.into_iter().filter_map(|n| StreamName::new(n).ok()) {
-            if self.append_as(&name, draft, "orphan").await?.is_some() {
-                ended.push(name);
-            }
-        }
-        Ok(ended)
+        self.reap(draft).await
     }
 }

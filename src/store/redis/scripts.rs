@@ -11,8 +11,8 @@
 /// ARGV: name, type ('' = message), data, terminal ('1'/'0'), max events,
 /// max bytes, max age (ms), max streams, mode ('append' or 'orphan').
 ///
-/// Returns `{id, prefix}`, or `{-1}` finished, `{-2}` nothing to end,
-/// `{-3}` lease still held, `{-4}` too many streams.
+/// Returns `{id, prefix}`, or `{-1, ""}` finished, `{-2, ""}` nothing to end,
+/// `{-3, ""}` lease still held, `{-4, ""}` too many streams.
 ///
 /// The id comes from `HINCRBY meta last 1` and is written as the entry id
 /// `0-<id>`, so `XRANGE`/`XREAD` order is id order. Retention drops the
@@ -25,14 +25,14 @@ local fin = redis.call('HGET', KEYS[2], 'fin')
 if ARGV[9] == 'orphan' then
   if (not fin) or fin == '1' then
     redis.call('SREM', KEYS[5], ARGV[1])
-    return {-2}
+    return {-2, ''}
   end
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {-3} end
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {-3, ''} end
 end
-if fin == '1' then return {-1} end
+if fin == '1' then return {-1, ''} end
 if (not fin) and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0
    and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[8]) then
-  return {-4}
+  return {-4, ''}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
