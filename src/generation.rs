@@ -174,20 +174,22 @@ impl Generations {
         let mut listeners = channel.subscribers();
         let mut stats = Stats::default();
         let store = self.hub.store().clone();
+        let local = listeners.clone();
         let leased = async {
             if store.shared() {
-                lease::hold(store.as_ref(), name, self.config.lease).await
+                let ttl = self.config.lease;
+                lease::hold(store.as_ref(), name, ttl, self.config.grace, local).await
             } else {
                 std::future::pending().await
             }
         };
-        // With a shared store, listeners on other nodes do not show in this
-        // node's count, so the no-listener grace applies to memory stores only.
+        // With a shared store the lease keeper also watches for listeners,
+        // on every node; the local count alone would miss the others.
         let grace = self.config.grace.filter(|_| !store.shared());
         let outcome = tokio::select! {
             biased;
             _ = cancel.cancelled() => Outcome::Cancelled("request"),
-            _ = leased => Outcome::Cancelled("request"),
+            by = leased => Outcome::Cancelled(by),
             _ = nobody_listens(&mut listeners, grace) => Outcome::Cancelled("no_listeners"),
             o = self.relay(backend.as_ref(), &request, name, &mut stats, started) => o,
         };

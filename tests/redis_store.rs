@@ -110,7 +110,17 @@ async fn a_finished_stream_refuses_appends_and_orphans_end_once() {
     let r = s.append(&n, &Draft::message("tok")).await.unwrap();
     assert_eq!(r.frame, Draft::message("tok").encode(Some("1"), EventId(1)));
     // A lease is held: nothing is an orphan yet.
-    s.renew_lease(&n, Duration::from_millis(200)).await.unwrap();
+    let lease = s.renew_lease(&n, Duration::from_millis(200)).await.unwrap();
+    assert_eq!(lease, rill::store::Lease::default());
+    s.mark_watched(std::slice::from_ref(&n), Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(
+        s.renew_lease(&n, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .watched
+    );
     let mut lost = Draft::message("{}");
     lost.terminal = true;
     assert!(s.end_orphans(&lost).await.unwrap().is_empty());

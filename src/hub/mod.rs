@@ -202,6 +202,16 @@ impl Hub {
         Ok(true)
     }
 
+    /// Streams whose names start with `prefix` that have subscribers on
+    /// this node.
+    pub fn watched(&self, prefix: &str) -> Vec<StreamName> {
+        self.channels()
+            .iter()
+            .filter(|(n, c)| n.as_str().starts_with(prefix) && *c.subscribers.borrow() > 0)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
     /// Streams in the store, with this node's subscriber counts.
     pub async fn list(&self) -> Result<Vec<StreamInfo>, StoreError> {
         let mut streams = self.inner.store.list().await?;

@@ -184,11 +184,17 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Takes or renews the lease of the node running the generation that
-    /// writes `name`, for `ttl`. Returns true when another node has asked
-    /// for the generation to be cancelled.
-    async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<bool, StoreError> {
+    /// writes `name`, for `ttl`, and reports what other nodes said about it.
+    async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<Lease, StoreError> {
         let _ = (name, ttl);
-        Ok(false)
+        Ok(Lease::default())
+    }
+
+    /// Records, for `ttl`, that this node has listeners on `names`, so the
+    /// nodes running those generations know someone still listens.
+    async fn mark_watched(&self, names: &[StreamName], ttl: Duration) -> Result<(), StoreError> {
+        let _ = (names, ttl);
+        Ok(())
     }
 
     /// Asks the node running the generation that writes `name` to cancel it;
@@ -205,6 +211,15 @@ pub trait Store: Send + Sync + 'static {
         let _ = draft;
         Ok(Vec::new())
     }
+}
+
+/// What a lease renewal learned from other nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// Another node asked for the generation to be cancelled.
+    pub cancel: bool,
+    /// Some node has marked the stream watched within the lease.
+    pub watched: bool,
 }
 
 /// A position a live reader follows a stream from.

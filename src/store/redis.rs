@@ -8,8 +8,9 @@
 //!   `ts` (Redis time, ms) and `n` (stored size).
 //! - `P{name}:meta`: a hash with `last` (the id counter), `fin`, `bytes`
 //!   and `prefix` (the wire-id prefix).
-//! - `P{name}:lease`, `P{name}:cancel`: a generation's owner lease and a
-//!   cancel request from another node.
+//! - `P{name}:lease`, `P{name}:cancel`, `P{name}:watched`: a generation's
+//!   owner lease, a cancel request from another node, and a mark that some
+//!   node has listeners.
 //! - `Pstreams` and `Pgenerations`: sets of stream names and of generation
 //!   streams that hold a lease.
 //!
@@ -37,7 +38,7 @@ mod lease;
 mod live;
 mod scripts;
 
-use super::{Draft, Follow, Record, Replay, Retention, Store, StoreError, StreamInfo};
+use super::{Draft, Follow, Lease, Record, Replay, Retention, Store, StoreError, StreamInfo};
 use crate::ids::{wire_id, EventId, StreamName};
 use crate::sse::EventType;
 
@@ -403,8 +404,12 @@ impl Store for RedisStore {
         self.unblock(reader).await;
     }
 
-    async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<bool, StoreError> {
+    async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<Lease, StoreError> {
         self.renew(name, ttl).await
+    }
+
+    async fn mark_watched(&self, names: &[StreamName], ttl: Duration) -> Result<(), StoreError> {
+        self.mark(names, ttl).await
     }
 
     async fn request_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {

@@ -1,5 +1,6 @@
 //! The Redis store's part in generations across nodes: the owner's lease,
-//! cancel requests from other nodes, and ending the streams of lost owners.
+//! cancel requests and listener marks from other nodes, and ending the
+//! streams of lost owners.
 //!
 //! All three are scripts (see `scripts.rs`), so a lease check and the append
 //! of the terminal event are one atomic step: however many nodes sweep at
@@ -9,19 +10,45 @@ use std::time::Duration;
 
 use super::{timed, RedisStore, COMMAND_TIMEOUT};
 use crate::ids::StreamName;
-use crate::store::{Draft, StoreError};
+use crate::store::{Draft, Lease, StoreError};
 
 impl RedisStore {
-    pub(super) async fn renew(&self, name: &StreamName, ttl: Duration) -> Result<bool, StoreError> {
+    pub(super) async fn renew(
+        &self,
+        name: &StreamName,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
         let mut c = self.conn().await?;
         let mut call = self.scripts.renew.prepare_invoke();
         call.key(self.key(name, "lease"))
             .key(self.key(name, "cancel"))
             .key(self.generations_key())
+            .key(self.key(name, "watched"))
             .arg(name.as_str())
             .arg(ttl.as_millis().max(1) as u64);
-        let cancel: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
-        Ok(cancel == 1)
+        let (cancel, watched): (i64, i64) =
+            timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        Ok(Lease {
+            cancel: cancel == 1,
+            watched: watched == 1,
+        })
+    }
+
+    pub(super) async fn mark(&self, names: &[StreamName], ttl: Duration) -> Result<(), StoreError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for n in names {
+            pipe.cmd("SET")
+                .arg(self.key(n, "watched"))
+                .arg(1)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .ignore();
+        }
+        timed(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut c)).await
     }
 
     pub(super) async fn ask_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {

@@ -92,13 +92,13 @@ return tonumber(last)
 
 /// Takes or renews a generation's lease and registers the generation.
 ///
-/// KEYS: lease, cancel, generations. ARGV: name, ttl (ms).
-/// Returns 1 when a cancel was requested (and clears the request), else 0.
+/// KEYS: lease, cancel, generations, watched. ARGV: name, ttl (ms).
+/// Returns `{cancel, watched}`: 1 when a cancel was requested (the request
+/// is cleared), 1 when some node has marked the stream watched.
 pub const RENEW_LEASE: &str = r#"
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
-if redis.call('DEL', KEYS[2]) == 1 then return 1 end
-return 0
+return {redis.call('DEL', KEYS[2]), redis.call('EXISTS', KEYS[4])}
 "#;
 
 /// Asks a generation's owner to cancel. KEYS: lease, cancel. ARGV: ttl (ms).
