@@ -59,7 +59,10 @@ async fn main() -> anyhow::Result<()> {
     let overall = Instant::now() + Duration::from_secs(300);
     let (mut deliver, mut ack) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for i in 0..count {
-        anyhow::ensure!(Instant::now() < overall, "stopped after 300 s at {i} events");
+        anyhow::ensure!(
+            Instant::now() < overall,
+            "stopped after 300 s at {i} events"
+        );
         let data = i.to_string();
         let start = Instant::now();
         let res = client

@@ -57,19 +57,36 @@ async fn published_on_one_node_delivered_live_on_the_others() {
 }
 
 #[tokio::test]
-async fn deleted_stream_restarts_its_ids_on_every_node() {
+async fn a_delete_on_one_node_ends_subscribers_on_every_node() {
     let keys = Keys::new(&redis_url(), "delete");
     let a = keys.node(&[]);
     let b = keys.node(&[]);
     publish(&a.base, "s", "one", None).await;
     publish(&a.base, "s", "two", None).await;
+    let mut watcher = live_subscriber(&b, "s").await;
     let res = reqwest::Client::new()
-        .delete(b.url("/v1/streams/s"))
+        .delete(a.url("/v1/streams/s"))
         .send()
         .await
         .expect("delete");
     assert_eq!(res.status().as_u16(), 204);
+    let end = watcher
+        .next_event(WAIT)
+        .await
+        .expect("end on the other node");
+    assert_eq!(
+        (end.event_type.as_str(), end.last_event_id.as_str()),
+        ("end", "3")
+    );
+    assert!(watcher.next_event(WAIT).await.is_none() && watcher.closed);
+    // The stream starts over, and the other node follows the new one.
+    let mut fresh = live_subscriber(&b, "s").await;
     assert_eq!(publish(&a.base, "s", "again", None).await, "1");
+    let e = fresh
+        .next_event(WAIT)
+        .await
+        .expect("event of the new stream");
+    assert_eq!((e.data.as_str(), e.last_event_id.as_str()), ("again", "1"));
 }
 
 /// Two publishers on different nodes, one reader that reconnects to a random

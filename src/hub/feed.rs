@@ -15,6 +15,9 @@
 //! subscriber leaves. When a new stream is followed its reader is woken
 //! (`CLIENT UNBLOCK`), so it need not wait for its current block to end.
 //!
+//! Reader 0 also hears of streams removed on any node and ends their local
+//! subscribers with `event: end`, as the removing node does.
+//!
 //! When the store fails, every followed stream's subscribers get a `retry:`
 //! and a clean close (browsers come back and resume by id), and the reader
 //! tries again with a growing pause until the store answers.
@@ -26,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Channel, Frame, Hub};
+use super::{end_frame, Channel, Frame, Hub};
 use crate::ids::{EventId, StreamName};
 use crate::store::{Follow, Record};
 
@@ -133,7 +136,8 @@ impl Hub {
         let mut backoff = BACKOFF_MIN;
         loop {
             let followed = self.followed(reader);
-            if followed.is_empty() {
+            // Reader 0 never idles: it also watches for removals.
+            if followed.is_empty() && reader != 0 {
                 tokio::select! {
                     _ = waker.notified() => continue,
                     _ = shutdown.cancelled() => return,
@@ -145,11 +149,17 @@ impl Hub {
                 _ = shutdown.cancelled() => return,
             };
             match got {
-                Ok(batches) => {
+                Ok(got) => {
                     backoff = BACKOFF_MIN;
-                    for (i, records) in batches {
+                    for (i, records) in got.records {
                         if let Some((channel, _)) = followed.get(i) {
                             channel.feed(records);
+                        }
+                    }
+                    for (name, last) in got.removed {
+                        let channel = self.channels().get(&name).cloned();
+                        if let Some(channel) = channel {
+                            let _ = channel.tx.send(end_frame(&name, last.next()));
                         }
                     }
                 }

@@ -83,6 +83,20 @@ impl Channel {
     }
 }
 
+/// The `event: end` that closes the subscribers of a removed stream.
+fn end_frame(name: &StreamName, id: EventId) -> Frame {
+    let end = Draft {
+        event_type: EventType::new("end").ok(),
+        data: serde_json::json!({ "stream": name.as_str(), "reason": "deleted" }).to_string(),
+        terminal: true,
+    };
+    Frame {
+        id: Some(id),
+        bytes: end.encode(None, id),
+        terminal: true,
+    }
+}
+
 /// The hub. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Hub {
@@ -188,17 +202,7 @@ impl Hub {
         let Some(last) = self.inner.store.remove(name).await? else {
             return Ok(false);
         };
-        let end = Draft {
-            event_type: EventType::new("end").ok(),
-            data: serde_json::json!({ "stream": name.as_str(), "reason": "deleted" }).to_string(),
-            terminal: true,
-        };
-        let id = last.next();
-        let _ = channel.tx.send(Frame {
-            id: Some(id),
-            bytes: end.encode(None, id),
-            terminal: true,
-        });
+        let _ = channel.tx.send(end_frame(name, last.next()));
         Ok(true)
     }
 

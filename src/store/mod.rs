@@ -163,14 +163,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits up to `wait` for events after the positions in `from`, using the
     /// connection of live reader `reader`. Returns, for each position that
-    /// has news, its index in `from` and the new records in id order; an
-    /// empty list when nothing came in time. Only shared stores follow.
+    /// has news, its index in `from` and the new records in id order; and,
+    /// for reader 0 only, the streams removed (on any node) since its last
+    /// call. Nothing when nothing came in time. Only shared stores follow.
     async fn follow(
         &self,
         reader: usize,
         from: &[Follow],
         wait: Duration,
-    ) -> Result<Vec<(usize, Vec<Record>)>, StoreError> {
+    ) -> Result<Followed, StoreError> {
         let _ = (reader, from, wait);
         Err(StoreError::Unavailable(
             "this store has no live feed".into(),
@@ -220,6 +221,15 @@ pub struct Lease {
     pub cancel: bool,
     /// Some node has marked the stream watched within the lease.
     pub watched: bool,
+}
+
+/// What a live read found.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Index into the positions asked, and the new records, in id order.
+    pub records: Vec<(usize, Vec<Record>)>,
+    /// Streams removed since the last read, with their last id.
+    pub removed: Vec<(StreamName, EventId)>,
 }
 
 /// A position a live reader follows a stream from.

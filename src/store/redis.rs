@@ -13,6 +13,8 @@
 //!   node has listeners.
 //! - `Pstreams` and `Pgenerations`: sets of stream names and of generation
 //!   streams that hold a lease.
+//! - `Premoved`: a short Redis Stream of removed streams, which every node's
+//!   first live reader follows to end its local subscribers of them.
 //!
 //! Ids come from a counter inside the append script (`HINCRBY`), and the
 //! entry is added as `XADD key 0-<id>`: Redis hands out each id once across
@@ -38,7 +40,9 @@ mod lease;
 mod live;
 mod scripts;
 
-use super::{Draft, Follow, Lease, Record, Replay, Retention, Store, StoreError, StreamInfo};
+use super::{
+    Draft, Follow, Followed, Lease, Record, Replay, Retention, Store, StoreError, StreamInfo,
+};
 use crate::ids::{wire_id, EventId, StreamName};
 use crate::sse::EventType;
 
@@ -67,6 +71,8 @@ pub struct RedisStore {
     manager: tokio::sync::Mutex<Option<ConnectionManager>>,
     readers: Vec<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     reader_ids: Vec<AtomicI64>,
+    /// Where reader 0 stands in the removals stream.
+    removals_seen: tokio::sync::Mutex<Option<String>>,
     scripts: Scripts,
 }
 
@@ -115,6 +121,7 @@ impl RedisStore {
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             reader_ids: (0..readers).map(|_| AtomicI64::new(0)).collect(),
+            removals_seen: tokio::sync::Mutex::new(None),
             scripts: Scripts {
                 append: Script::new(scripts::APPEND),
                 create: Script::new(scripts::CREATE),
@@ -131,6 +138,12 @@ impl RedisStore {
 
     fn index_key(&self) -> String {
         format!("{}streams", self.prefix)
+    }
+
+    /// A stream of removals, so every node can end its subscribers of a
+    /// stream removed on another node.
+    fn removals_key(&self) -> String {
+        format!("{}removed", self.prefix)
     }
 
     fn generations_key(&self) -> String {
@@ -376,6 +389,7 @@ impl Store for RedisStore {
         call.key(self.key(name, "log"))
             .key(self.key(name, "meta"))
             .key(self.index_key())
+            .key(self.removals_key())
             .arg(name.as_str());
         let last: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
         Ok((last >= 0).then_some(EventId(last as u64)))
@@ -396,7 +410,7 @@ impl Store for RedisStore {
         reader: usize,
         from: &[Follow],
         wait: Duration,
-    ) -> Result<Vec<(usize, Vec<Record>)>, StoreError> {
+    ) -> Result<Followed, StoreError> {
         self.read_live(reader, from, wait).await
     }
 

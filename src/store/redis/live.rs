@@ -5,16 +5,33 @@
 //! connection until it returns; ordinary commands share the connection
 //! manager. A reader's Redis client id is kept so that another task can cut
 //! its block short with `CLIENT UNBLOCK` when it has a new stream to follow.
+//!
+//! Reader 0 also follows `Premoved`, the stream of removals, so that a
+//! `DELETE` on one node ends the subscribers of that stream on every node.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::StreamReadReply;
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::AsyncConnectionConfig;
 
 use super::{record, timed, RedisStore, COMMAND_TIMEOUT, FOLLOW_BATCH};
-use crate::store::{Follow, Record, StoreError};
+use crate::ids::{EventId, StreamName};
+use crate::store::{Follow, Followed, Record, StoreError};
+
+/// A removals entry: the stream and its last id.
+fn removal(entry: &StreamId) -> Option<(StreamName, EventId)> {
+    let text = |k: &str| {
+        entry
+            .map
+            .get(k)
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
+    };
+    let name = StreamName::new(text("name")?).ok()?;
+    let last = text("last")?.parse().ok()?;
+    Some((name, EventId(last)))
+}
 
 impl RedisStore {
     async fn reader_conn(
@@ -60,8 +77,18 @@ impl RedisStore {
         reader: usize,
         from: &[Follow],
         wait: Duration,
-    ) -> Result<Vec<(usize, Vec<Record>)>, StoreError> {
+    ) -> Result<Followed, StoreError> {
         let mut c = self.reader_conn(reader, wait).await?;
+        // Reader 0 also follows the removals stream, from where it stood.
+        let mut removals_seen = match reader {
+            0 => Some(self.removals_seen.lock().await),
+            _ => None,
+        };
+        if let Some(seen) = removals_seen.as_mut() {
+            if seen.is_none() {
+                **seen = Some(self.removals_tail(&mut c).await?);
+            }
+        }
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(FOLLOW_BATCH)
@@ -71,8 +98,15 @@ impl RedisStore {
         for f in from {
             cmd.arg(self.key(&f.name, "log"));
         }
+        let removals = self.removals_key();
+        if removals_seen.is_some() {
+            cmd.arg(&removals);
+        }
         for f in from {
             cmd.arg(format!("0-{}", f.after.0));
+        }
+        if let Some(Some(seen)) = removals_seen.as_deref() {
+            cmd.arg(seen);
         }
         let reply: Result<Option<StreamReadReply>, StoreError> =
             timed(wait + COMMAND_TIMEOUT, cmd.query_async(&mut c)).await;
@@ -86,8 +120,15 @@ impl RedisStore {
                 return Err(e);
             }
         };
-        let mut out = Vec::new();
+        let mut out = Followed::default();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
+            if key.key == removals {
+                if let (Some(seen), Some(last)) = (removals_seen.as_mut(), key.ids.last()) {
+                    **seen = Some(last.id.clone());
+                }
+                out.removed.extend(key.ids.iter().filter_map(removal));
+                continue;
+            }
             let Some(i) = from
                 .iter()
                 .position(|f| self.key(&f.name, "log") == key.key)
@@ -96,9 +137,28 @@ impl RedisStore {
             };
             let prefix = from[i].prefix.as_deref();
             let records: Vec<Record> = key.ids.iter().filter_map(|e| record(e, prefix)).collect();
-            out.push((i, records));
+            out.records.push((i, records));
         }
         Ok(out)
+    }
+
+    /// The id of the newest removal, where following the removals starts.
+    async fn removals_tail(&self, c: &mut MultiplexedConnection) -> Result<String, StoreError> {
+        let newest: StreamRangeReply = timed(
+            COMMAND_TIMEOUT,
+            redis::cmd("XREVRANGE")
+                .arg(self.removals_key())
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(c),
+        )
+        .await?;
+        Ok(newest
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
     }
 
     pub(super) async fn unblock(&self, reader: usize) {

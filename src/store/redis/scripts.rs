@@ -80,13 +80,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 "#;
 
-/// Removes a stream. KEYS: log, meta, index. ARGV: name.
+/// Removes a stream and records the removal for other nodes.
+/// KEYS: log, meta, index, removals. ARGV: name.
 /// Returns its last id, or -1 when it did not exist.
 pub const REMOVE: &str = r#"
 local last = redis.call('HGET', KEYS[2], 'last')
 redis.call('SREM', KEYS[3], ARGV[1])
 if not last then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'name', ARGV[1], 'last', last)
 return tonumber(last)
 "#;
 
