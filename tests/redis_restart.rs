@@ -117,6 +117,11 @@ async fn redis_restart_loses_nothing_acknowledged_and_everyone_recovers() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     redis.kill();
     wait_health(&bases, 503).await;
+    // The seed's page, too, is told to come back rather than given a 5xx.
+    let mut page = SseClient::open(&format!("{}/sse", bases[0]), &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.collect(Duration::from_secs(5)).await.is_empty() && page.closed);
+    assert!(page.retry().is_some());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     redis.restart();
     wait_health(&bases, 200).await;

@@ -11,6 +11,7 @@ use super::error::ApiError;
 use crate::hub::{Resume, Subscribe, Subscription};
 use crate::ids::WireId;
 use crate::sse::encode_retry;
+use crate::store::StoreError;
 
 /// Reads where the client resumes: `Last-Event-ID` (a reconnecting browser
 /// sends it), else the `lastEventId` query parameter (a first connection).
@@ -94,6 +95,21 @@ pub fn store_unavailable(retry_ms: u64) -> Response {
     let mut res = Response::new(Body::from(encode_retry(ms)));
     stream_headers(&mut res);
     res
+}
+
+/// Turns "the store is unavailable" into [`store_unavailable`]'s answer
+/// for routes a browser's `EventSource` opens; other errors pass.
+pub fn retry_if_unavailable(
+    answer: Result<Response, ApiError>,
+    retry_ms: u64,
+) -> Result<Response, ApiError> {
+    match answer {
+        Err(ApiError::Store(StoreError::Unavailable(e))) => {
+            tracing::warn!(error = %e, "store unavailable; asking the client to retry");
+            Ok(store_unavailable(retry_ms))
+        }
+        other => other,
+    }
 }
 
 /// Streams a subscription as the response body.

@@ -8,12 +8,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::sse::{negotiate, respond, resume_from, store_unavailable};
+use super::sse::{negotiate, respond, resume_from, retry_if_unavailable};
 use super::AppState;
 use crate::generation::GENERATION_PREFIX;
 use crate::ids::StreamName;
 use crate::sse::EventType;
-use crate::store::{Draft, StoreError, StreamInfo};
+use crate::store::{Draft, StreamInfo};
 
 /// Event types rill itself sends; publishers cannot use them.
 pub const RESERVED_EVENT_TYPES: [&str; 2] = ["reset", "end"];
@@ -75,14 +75,12 @@ pub async fn subscribe(
     negotiate(&headers)?;
     let name = stream_name(name)?;
     let resume = resume_from(&headers, q.last_event_id.as_deref());
-    match st.hub.subscribe(&name, &resume).await {
-        Ok(outcome) => Ok(respond(outcome, st.hub.config().retry_ms)),
-        Err(StoreError::Unavailable(e)) => {
-            tracing::warn!(stream = %name, error = %e, "store unavailable; asking the client to retry");
-            Ok(store_unavailable(st.hub.config().retry_ms))
-        }
+    let retry = st.hub.config().retry_ms;
+    let answer = match st.hub.subscribe(&name, &resume).await {
+        Ok(outcome) => Ok(respond(outcome, retry)),
         Err(e) => Err(e.into()),
-    }
+    };
+    retry_if_unavailable(answer, retry)
 }
 
 /// `POST /v1/streams/{name}`: publish one event.
