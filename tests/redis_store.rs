@@ -140,3 +140,18 @@ async fn a_finished_stream_refuses_appends_and_orphans_end_once() {
         "no lease, no owner to ask"
     );
 }
+
+#[test]
+fn store_flag_selects_redis_and_refuses_other_urls() {
+    use clap::Parser;
+    use rill::config::Cli;
+    let args = |store: &str| Cli::parse_from(["rill", "--store", store]).serve;
+    let redis = args("redis://127.0.0.1:6379/3")
+        .redis()
+        .expect("redis config");
+    assert_eq!(redis.url, "redis://127.0.0.1:6379/3");
+    assert_eq!((redis.key_prefix.as_str(), redis.readers), ("rill:", 2));
+    assert!(args("memory").redis().is_none());
+    assert!(args("memory").validate().is_ok());
+    assert!(args("postgres://db/rill").validate().is_err());
+}

@@ -48,8 +48,10 @@ use crate::sse::EventType;
 
 /// Longest wait for one ordinary Redis command.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-/// Entries one live read takes per call.
-pub(crate) const FOLLOW_BATCH: usize = 512;
+/// Entries one live read takes per stream per call. Kept below the default
+/// `--subscriber-buffer` (256) so one batch cannot overrun a live ring and
+/// push every subscriber into a catch-up read.
+pub(crate) const FOLLOW_BATCH: usize = 128;
 
 /// How to reach Redis and lay out keys.
 #[derive(Debug, Clone)]
