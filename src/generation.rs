@@ -96,17 +96,18 @@ impl Generations {
         let id = new_id();
         let stream_name =
             Self::stream_of(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        self.hub
-            .store()
-            .create(&stream_name, Some(id.clone()))
-            .await?;
         if self.hub.store().shared() {
-            // Held before anyone can see the stream, so no sweeper ends it.
+            // Taken before the stream exists: no sweeper can end it early,
+            // and a failed start leaves no unleased, never-ending stream.
             self.hub
                 .store()
                 .renew_lease(&stream_name, self.config.lease)
                 .await?;
         }
+        self.hub
+            .store()
+            .create(&stream_name, Some(id.clone()))
+            .await?;
         let cancel = self.hub.shutdown().child_token();
         self.lock().insert(id.clone(), cancel.clone());
         metrics::counter!(m::GENERATIONS_STARTED, "backend" => backend.name()).increment(1);

@@ -23,11 +23,11 @@
 pub const APPEND: &str = r#"
 local fin = redis.call('HGET', KEYS[2], 'fin')
 if ARGV[9] == 'orphan' then
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {-3, ''} end
   if (not fin) or fin == '1' then
     redis.call('SREM', KEYS[5], ARGV[1])
     return {-2, ''}
   end
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {-3, ''} end
 end
 if fin == '1' then return {-1, ''} end
 if (not fin) and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0
