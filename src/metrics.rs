@@ -37,6 +37,11 @@ pub const TIME_TO_FIRST_TOKEN: &str = "rill_time_to_first_token_seconds";
 pub const INTER_TOKEN: &str = "rill_inter_token_seconds";
 /// Upstream model errors, by kind.
 pub const UPSTREAM_ERRORS: &str = "rill_upstream_errors_total";
+/// Live reads from a shared store that failed (each closes the followed
+/// streams' local subscribers with `retry:`).
+pub const LIVE_FEED_ERRORS: &str = "rill_live_feed_errors_total";
+/// Generations ended by this node's sweeper because their node was gone.
+pub const GENERATIONS_LOST: &str = "rill_generations_lost_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use super::Generations;
 use crate::ids::StreamName;
+use crate::metrics as m;
 use crate::sse::EventType;
 use crate::store::{Draft, Store};
 
@@ -101,6 +102,7 @@ impl Generations {
                 Ok(ended) => {
                     for name in ended {
                         tracing::warn!(stream = %name, "generation lost its node; ended it");
+                        metrics::counter!(m::GENERATIONS_LOST).increment(1);
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "orphan sweep skipped"),

@@ -31,6 +31,7 @@ use bytes::Bytes;
 
 use super::{end_frame, Channel, Frame, Hub};
 use crate::ids::{EventId, StreamName};
+use crate::metrics as m;
 use crate::store::{Follow, Record};
 
 /// Longest block of one live read; a new stream waits at most this long in
@@ -165,6 +166,7 @@ impl Hub {
                 }
                 Err(e) => {
                     tracing::warn!(reader, error = %e, "live feed failed; telling subscribers to retry");
+                    metrics::counter!(m::LIVE_FEED_ERRORS).increment(1);
                     for (channel, _) in &followed {
                         let _ = channel.tx.send(Frame {
                             id: None,
