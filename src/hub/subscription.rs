@@ -126,11 +126,11 @@ impl Hub {
         self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
         // The feed (shared stores) must cover everything after what this
         // subscriber read from the store: `head.last_id`.
-        if channel.join(head.last_id, head.prefix.clone()) && self.store().shared() {
-            self.wake_reader(name).await;
-        }
+        let started = channel.join(head.last_id, head.prefix.clone());
         metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
-        Ok(Subscribe::Stream(Box::new(Subscription {
+        // Built before the wake-up's await, so that a client gone meanwhile
+        // still gives its place back (in `Drop`).
+        let sub = Subscription {
             hub: self.clone(),
             name: name.clone(),
             channel,
@@ -141,7 +141,11 @@ impl Hub {
             backlog: VecDeque::new(),
             caught_up: false,
             ended,
-        })))
+        };
+        if started && self.store().shared() {
+            self.wake_reader(name).await;
+        }
+        Ok(Subscribe::Stream(Box::new(sub)))
     }
 }
 
