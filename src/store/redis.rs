@@ -33,18 +33,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamId, StreamRangeReply};
+use redis::streams::StreamRangeReply;
 use redis::{Client, RedisError, Script};
 
+mod entry;
 mod lease;
 mod live;
 mod scripts;
+
+use entry::{first_id, record};
 
 use super::{
     Draft, Follow, Followed, Lease, Record, Replay, Retention, Store, StoreError, StreamInfo,
 };
 use crate::ids::{wire_id, EventId, StreamName};
-use crate::sse::EventType;
 
 /// Longest wait for one ordinary Redis command.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -218,37 +220,6 @@ impl RedisStore {
             }
         }
     }
-}
-
-/// Turns an entry into a record, encoding it for the wire.
-pub(crate) fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
-    let n = entry.id.strip_prefix("0-")?.parse::<u64>().ok()?;
-    let text = |k: &str| -> Option<String> {
-        entry
-            .map
-            .get(k)
-            .and_then(|v| redis::from_redis_value::<String>(v).ok())
-    };
-    let kind = text("t").unwrap_or_default();
-    let draft = Draft {
-        event_type: if kind.is_empty() {
-            None
-        } else {
-            EventType::new(kind).ok()
-        },
-        data: text("d").unwrap_or_default(),
-        terminal: text("x").as_deref() == Some("1"),
-    };
-    let id = EventId(n);
-    Some(Record {
-        id,
-        frame: draft.encode(prefix, id),
-        terminal: draft.terminal,
-    })
-}
-
-fn first_id(reply: &StreamRangeReply) -> Option<u64> {
-    reply.ids.first()?.id.strip_prefix("0-")?.parse().ok()
 }
 
 #[async_trait]

@@ -13,25 +13,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::AsyncConnectionConfig;
 
-use super::{record, timed, RedisStore, COMMAND_TIMEOUT, FOLLOW_BATCH};
-use crate::ids::{EventId, StreamName};
+use super::entry::{record, removal};
+use super::{timed, RedisStore, COMMAND_TIMEOUT, FOLLOW_BATCH};
 use crate::store::{Follow, Followed, Record, StoreError};
-
-/// A removals entry: the stream and its last id.
-fn removal(entry: &StreamId) -> Option<(StreamName, EventId)> {
-    let text = |k: &str| {
-        entry
-            .map
-            .get(k)
-            .and_then(|v| redis::from_redis_value::<String>(v).ok())
-    };
-    let name = StreamName::new(text("name")?).ok()?;
-    let last = text("last")?.parse().ok()?;
-    Some((name, EventId(last)))
-}
 
 impl RedisStore {
     async fn reader_conn(
