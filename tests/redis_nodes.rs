@@ -138,7 +138,7 @@ async fn hopping_between_nodes_resumes_exactly_once_in_order() {
         let mut c = SseClient::open(&url, &headers).await;
         assert_eq!(c.status, 200);
         hops += 1;
-        let take = rng.random_range(1..300);
+        let take = rng.random_range(1..120);
         for _ in 0..take {
             let Some(e) = c.next_event(WAIT).await else {
                 break;
