@@ -16,6 +16,10 @@
 //! begun, completes, so every event in the store also reached the live
 //! subscribers. An upstream that fails, sends garbage, ends early or goes
 //! silent past the timeout ends the stream with `event: error`.
+//!
+//! With a shared store the owner also holds a lease; see [`lease`].
+
+pub mod lease;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +48,8 @@ pub struct GenerationConfig {
     pub grace: Option<Duration>,
     /// Give up on an upstream that sends nothing for this long.
     pub upstream_timeout: Duration,
+    /// With a shared store: how long the owner's lease lasts unrenewed.
+    pub lease: Duration,
 }
 
 /// A started generation.
@@ -108,6 +114,14 @@ impl Generations {
         let id = new_id();
         let stream_name =
             Self::stream_of(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if self.hub.store().shared() {
+            // Taken before the stream exists: no sweeper can end it early,
+            // and a failed start leaves no unleased, never-ending stream.
+            self.hub
+                .store()
+                .renew_lease(&stream_name, self.config.lease)
+                .await?;
+        }
         self.hub
             .store()
             .create(&stream_name, Some(id.clone()))
@@ -148,6 +162,21 @@ impl Generations {
         self.lock().contains_key(id)
     }
 
+    /// Cancels generation `id` wherever it runs: here, or (with a shared
+    /// store) on the node holding its lease. False if it is not running.
+    pub async fn cancel_anywhere(&self, id: &str) -> Result<bool, StoreError> {
+        if self.cancel(id) {
+            return Ok(true);
+        }
+        if !self.hub.store().shared() {
+            return Ok(false);
+        }
+        match Self::stream_of(id) {
+            Ok(name) => self.hub.store().request_cancel(&name).await,
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Generations running on this node.
     pub fn active(&self) -> usize {
         self.lock().len()
@@ -182,7 +211,19 @@ impl Generations {
         // Holding the channel keeps its subscriber count alive for us.
         let channel = self.hub.channel(name);
         let mut listeners = channel.subscribers();
-        let grace = self.config.grace;
+        let store = self.hub.store().clone();
+        let local = listeners.clone();
+        let leased = async {
+            if store.shared() {
+                let ttl = self.config.lease;
+                lease::hold(store.as_ref(), name, ttl, self.config.grace, local).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        // With a shared store the lease keeper also watches for listeners,
+        // on every node; the local count alone would miss the others.
+        let grace = self.config.grace.filter(|_| !store.shared());
         let shutdown = self.hub.shutdown();
         let stop = async {
             tokio::select! {
@@ -190,6 +231,7 @@ impl Generations {
                 _ = cancel.cancelled() => {
                     if shutdown.is_cancelled() { "shutdown" } else { "request" }
                 }
+                by = leased => by,
                 _ = nobody_listens(&mut listeners, grace) => "no_listeners",
             }
         };

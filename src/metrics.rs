@@ -37,6 +37,11 @@ pub const TIME_TO_FIRST_TOKEN: &str = "rill_time_to_first_token_seconds";
 pub const INTER_TOKEN: &str = "rill_inter_token_seconds";
 /// Upstream model errors, by kind.
 pub const UPSTREAM_ERRORS: &str = "rill_upstream_errors_total";
+/// Live reads from a shared store that failed (each closes the followed
+/// streams' local subscribers with `retry:`).
+pub const LIVE_FEED_ERRORS: &str = "rill_live_feed_errors_total";
+/// Generations ended by this node's sweeper because their node was gone.
+pub const GENERATIONS_LOST: &str = "rill_generations_lost_total";
 /// Subscribers on this node, per stream (label `stream`; only streams with
 /// subscribers). Rendered from the hub's state when `/metrics` is read, so
 /// a stream that goes away leaves no stale series behind.
@@ -111,6 +116,14 @@ fn register() {
     describe_histogram!(TIME_TO_FIRST_TOKEN, "Seconds to a generation's first token");
     describe_histogram!(INTER_TOKEN, "Seconds between tokens of a generation");
     describe_counter!(UPSTREAM_ERRORS, "Upstream model errors, by kind");
+    describe_counter!(
+        LIVE_FEED_ERRORS,
+        "Live reads from a shared store that failed"
+    );
+    describe_counter!(
+        GENERATIONS_LOST,
+        "Generations ended by this node because their node was gone"
+    );
     for name in [CONNECTIONS, SUBSCRIBERS, GENERATIONS_ACTIVE] {
         metrics::gauge!(name).increment(0.0);
     }
@@ -120,6 +133,8 @@ fn register() {
         RESUMES,
         SLOW_CATCHUPS,
         SLOW_DROPS,
+        LIVE_FEED_ERRORS,
+        GENERATIONS_LOST,
     ] {
         metrics::counter!(name).increment(0);
     }

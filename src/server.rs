@@ -19,6 +19,7 @@ use crate::generation::Generations;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
 use crate::store::Store;
 
 /// Why the server could not start or stopped.
@@ -44,7 +45,13 @@ pub enum ServerError {
 /// Builds the application state from `args`.
 pub fn build(args: &ServeArgs, shutdown: CancellationToken) -> Result<AppState, ServerError> {
     args.validate()?;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(args.retention(), args.max_streams));
+    let store: Arc<dyn Store> = match args.redis() {
+        Some(redis) => Arc::new(
+            RedisStore::new(&redis, args.retention(), args.max_streams)
+                .map_err(|e| ConfigError::new(format!("--store: {e}")))?,
+        ),
+        None => Arc::new(MemoryStore::new(args.retention(), args.max_streams)),
+    };
     let hub = Hub::new(store, args.hub(), shutdown);
     let demo = Arc::new(MockBackend::seed(Duration::from_millis(
         args.mock_delay_ms,
@@ -93,6 +100,12 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
         state.generations.clone(),
         Duration::from_secs(1),
     ));
+    if state.hub.store().shared() {
+        for reader in 0..args.redis_readers as usize {
+            tokio::spawn(state.hub.clone().run_feed(reader));
+        }
+        tokio::spawn(state.generations.clone().run_orphan_sweeper());
+    }
     let app = http::router(state);
     http::serve(
         listener,

@@ -164,6 +164,26 @@ pub struct ServeArgs {
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
 
+    /// Where streams live: `memory` (this process) or
+    /// `redis://HOST:PORT/DB` (Redis Streams, shared by many nodes).
+    #[arg(long, env = "RILL_STORE", default_value = "memory")]
+    pub store: String,
+
+    /// Prefix of every Redis key rill writes (with `--store redis://...`).
+    #[arg(long, env = "RILL_REDIS_PREFIX", default_value = "rill:")]
+    pub redis_prefix: String,
+
+    /// Live Redis readers on this node, each with one connection; streams
+    /// are spread over them by name.
+    #[arg(long, env = "RILL_REDIS_READERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub redis_readers: u64,
+
+    /// Seconds a generation's lease lasts without renewal: with a shared
+    /// store, a generation whose node stopped is ended with `event: error`
+    /// about this long after.
+    #[arg(long, env = "RILL_GENERATION_LEASE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub generation_lease_secs: u64,
+
     /// Log format.
     #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -243,7 +263,24 @@ impl ServeArgs {
                 "--retention-events and --subscriber-buffer must be above 0".into(),
             ));
         }
+        if self.store != "memory" && !self.store.starts_with("redis://") {
+            return Err(ConfigError(format!(
+                "--store must be `memory` or a redis://HOST:PORT/DB URL, not `{}`",
+                self.store
+            )));
+        }
         Ok(())
+    }
+
+    /// The Redis store's part, when `--store` names Redis.
+    pub fn redis(&self) -> Option<crate::store::redis::RedisConfig> {
+        self.store
+            .starts_with("redis://")
+            .then(|| crate::store::redis::RedisConfig {
+                url: self.store.clone(),
+                key_prefix: self.redis_prefix.clone(),
+                readers: self.redis_readers as usize,
+            })
     }
 
     /// The hub's part.
@@ -254,6 +291,7 @@ impl ServeArgs {
             retry_ms: self.retry_ms,
             max_subscribers_per_stream: self.max_subscribers_per_stream,
             max_subscribers: self.max_subscribers,
+            live_readers: self.redis_readers as usize,
         }
     }
 
@@ -282,6 +320,7 @@ impl ServeArgs {
                 Grace::Never => None,
             },
             upstream_timeout: Duration::from_secs(self.upstream_timeout_secs.max(1)),
+            lease: Duration::from_secs(self.generation_lease_secs.max(1)),
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::error::ApiError;
-use super::sse::{negotiate, respond, resume_from};
+use super::sse::{negotiate, respond, resume_from, retry_if_unavailable};
 use super::streams::ResumeQuery;
 use super::AppState;
 use crate::backend::GenerateRequest;
@@ -51,7 +51,12 @@ pub async fn sse(
 ) -> Result<Response, ApiError> {
     negotiate(&headers)?;
     let retry = st.hub.config().retry_ms;
-    let resume = resume_from(&headers, q.last_event_id.as_deref());
+    retry_if_unavailable(answer(&st, &headers, q).await, retry)
+}
+
+async fn answer(st: &AppState, headers: &HeaderMap, q: ResumeQuery) -> Result<Response, ApiError> {
+    let retry = st.hub.config().retry_ms;
+    let resume = resume_from(headers, q.last_event_id.as_deref());
     if let Resume::From(w) = &resume {
         if let Some(gen) = &w.prefix {
             if let Ok(name) = Generations::stream_of(gen) {

@@ -96,13 +96,13 @@ pub async fn create(
     params(("id" = String, Path, description = "Generation id")),
     responses(
         (status = 202, body = Cancelled, description = "Stopping; the stream ends with `done` (`done_reason: cancelled`)"),
-        (status = 404, description = "No running generation with that id on this node"),
+        (status = 404, description = "No running generation with that id (on this node, or with a shared store on any node)"),
     ))]
 pub async fn cancel(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if st.generations.cancel(&id) {
+    if st.generations.cancel_anywhere(&id).await? {
         Ok((
             StatusCode::ACCEPTED,
             Json(Cancelled {

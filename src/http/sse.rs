@@ -11,6 +11,7 @@ use super::error::ApiError;
 use crate::hub::{Resume, Subscribe, Subscription};
 use crate::ids::WireId;
 use crate::sse::encode_retry;
+use crate::store::StoreError;
 
 /// Reads where the client resumes: `Last-Event-ID` (a reconnecting browser
 /// sends it), else the `lastEventId` query parameter (a first connection).
@@ -82,6 +83,32 @@ pub fn respond(outcome: Subscribe, retry_ms: u64) -> Response {
             stream_headers(&mut res);
             res
         }
+    }
+}
+
+/// The response when the store cannot be read: `200`, a jittered `retry:`
+/// and a clean close, so a browser comes back and resumes rather than giving
+/// up on a 5xx.
+pub fn store_unavailable(retry_ms: u64) -> Response {
+    use rand::Rng;
+    let ms = rand::rng().random_range(retry_ms..=retry_ms.saturating_mul(2).max(retry_ms));
+    let mut res = Response::new(Body::from(encode_retry(ms)));
+    stream_headers(&mut res);
+    res
+}
+
+/// Turns "the store is unavailable" into [`store_unavailable`]'s answer
+/// for routes a browser's `EventSource` opens; other errors pass.
+pub fn retry_if_unavailable(
+    answer: Result<Response, ApiError>,
+    retry_ms: u64,
+) -> Result<Response, ApiError> {
+    match answer {
+        Err(ApiError::Store(StoreError::Unavailable(e))) => {
+            tracing::warn!(error = %e, "store unavailable; asking the client to retry");
+            Ok(store_unavailable(retry_ms))
+        }
+        other => other,
     }
 }
 

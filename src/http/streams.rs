@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::sse::{negotiate, respond, resume_from};
+use super::sse::{negotiate, respond, resume_from, retry_if_unavailable};
 use super::AppState;
 use crate::generation::GENERATION_PREFIX;
 use crate::ids::{EventId, StreamName};
@@ -61,7 +61,7 @@ fn stream_name(name: String) -> Result<StreamName, ApiError> {
 #[utoipa::path(get, path = "/v1/streams/{name}", tag = "streams",
     params(("name" = String, Path, description = "Stream name"), ResumeQuery),
     responses(
-        (status = 200, description = "Replay after the id, then live events. Over a subscriber limit: only a `retry:` hint, then a clean close.", content_type = "text/event-stream"),
+        (status = 200, description = "Replay after the id, then live events. Over a subscriber limit, or with the store unreachable: only a `retry:` hint, then a clean close.", content_type = "text/event-stream"),
         (status = 204, description = "The stream has ended and the client has read its end"),
         (status = 400, description = "Bad stream name"),
         (status = 404, description = "A `gen-*` stream that does not exist (generations create them)"),
@@ -76,20 +76,25 @@ pub async fn subscribe(
     negotiate(&headers)?;
     let name = stream_name(name)?;
     let resume = resume_from(&headers, q.last_event_id.as_deref());
-    if name.as_str().starts_with(GENERATION_PREFIX) {
-        // Only generations create these streams, so one that does not exist
-        // never will: say so instead of waiting forever.
-        let head = st.hub.store().read_after(&name, EventId::START, 0).await?;
-        if head.prefix.is_none() && head.last_id == EventId::START {
-            return Err(ApiError::NotFound(format!(
-                "no generation stream {name}: it never existed or has expired"
-            )));
+    let retry = st.hub.config().retry_ms;
+    let answer = async {
+        if name.as_str().starts_with(GENERATION_PREFIX) {
+            // Only generations create these streams, so one that does not
+            // exist never will: say so instead of waiting forever.
+            let head = st.hub.store().read_after(&name, EventId::START, 0).await?;
+            if head.prefix.is_none() && head.last_id == EventId::START {
+                return Err(ApiError::NotFound(format!(
+                    "no generation stream {name}: it never existed or has expired"
+                )));
+            }
         }
+        let outcome = st.hub.subscribe(&name, &resume).await?;
+        super::record_stream(name.as_str(), *st.hub.channel(&name).subscribers().borrow());
+        tracing::debug!("subscribed");
+        Ok(respond(outcome, retry))
     }
-    let outcome = st.hub.subscribe(&name, &resume).await?;
-    super::record_stream(name.as_str(), *st.hub.channel(&name).subscribers().borrow());
-    tracing::debug!("subscribed");
-    Ok(respond(outcome, st.hub.config().retry_ms))
+    .await;
+    retry_if_unavailable(answer, retry)
 }
 
 /// `POST /v1/streams/{name}`: publish one event.

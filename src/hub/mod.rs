@@ -8,9 +8,16 @@
 //! in the ring (or both, and the subscriber skips ids it has already sent):
 //! no gap and no duplicate at the seam.
 //!
+//! With a shared store (Redis) other nodes append too, so a local append
+//! cannot go straight into the ring: it could overtake an event another node
+//! appended first. There the live feed comes from the store instead: a
+//! bounded set of reader tasks ([`Hub::run_feed`]) follow every stream that
+//! has local subscribers and feed the rings in id order.
+//!
 //! One task per hub sends the keep-alive comment into every ring, so an idle
 //! connection costs no timer of its own, and drops channels nobody holds.
 
+mod feed;
 mod subscription;
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +50,8 @@ pub struct HubConfig {
     pub max_subscribers_per_stream: usize,
     /// Most subscribers on this node.
     pub max_subscribers: usize,
+    /// Live readers following a shared store.
+    pub live_readers: usize,
 }
 
 /// A frame in a stream's live ring.
@@ -62,12 +71,29 @@ pub struct Channel {
     tx: broadcast::Sender<Frame>,
     publish: tokio::sync::Mutex<()>,
     subscribers: watch::Sender<usize>,
+    /// With a shared store: where the live feed stands (last id fed, wire
+    /// prefix); `None` until a subscriber says where to start.
+    feed: Mutex<Option<(EventId, Option<String>)>>,
 }
 
 impl Channel {
     /// Subscribers on this node, as a watch that changes when one comes or goes.
     pub fn subscribers(&self) -> watch::Receiver<usize> {
         self.subscribers.subscribe()
+    }
+}
+
+/// The `event: end` that closes the subscribers of a removed stream.
+fn end_frame(name: &StreamName, id: EventId) -> Frame {
+    let end = Draft {
+        event_type: EventType::new("end").ok(),
+        data: serde_json::json!({ "stream": name.as_str(), "reason": "deleted" }).to_string(),
+        terminal: true,
+    };
+    Frame {
+        id: Some(id),
+        bytes: end.encode(None, id),
+        terminal: true,
     }
 }
 
@@ -85,6 +111,7 @@ struct Inner {
     subscribers: AtomicUsize,
     published: AtomicU64,
     delivered: AtomicU64,
+    wakers: Vec<tokio::sync::Notify>,
 }
 
 impl Hub {
@@ -94,6 +121,9 @@ impl Hub {
             inner: Arc::new(Inner {
                 store,
                 channels: Mutex::new(HashMap::new()),
+                wakers: (0..config.live_readers.max(1))
+                    .map(|_| tokio::sync::Notify::new())
+                    .collect(),
                 config,
                 shutdown,
                 subscribers: AtomicUsize::new(0),
@@ -164,6 +194,7 @@ impl Hub {
                     tx,
                     publish: tokio::sync::Mutex::new(()),
                     subscribers,
+                    feed: Mutex::new(None),
                 })
             })
             .clone()
@@ -171,6 +202,12 @@ impl Hub {
 
     /// Appends an event and sends it to every live subscriber.
     pub async fn publish(&self, name: &StreamName, draft: &Draft) -> Result<Record, StoreError> {
+        if self.inner.store.shared() {
+            // The store orders events across nodes; the feed delivers them.
+            let record = self.inner.store.append(name, draft).await?;
+            metrics::counter!(m::EVENTS_PUBLISHED).increment(1);
+            return Ok(record);
+        }
         let channel = self.channel(name);
         let _order = channel.publish.lock().await;
         let record = self.inner.store.append(name, draft).await?;
@@ -193,18 +230,18 @@ impl Hub {
         let Some(last) = self.inner.store.remove(name).await? else {
             return Ok(false);
         };
-        let end = Draft {
-            event_type: EventType::new("end").ok(),
-            data: serde_json::json!({ "stream": name.as_str(), "reason": "deleted" }).to_string(),
-            terminal: true,
-        };
-        let id = last.next();
-        let _ = channel.tx.send(Frame {
-            id: Some(id),
-            bytes: end.encode(None, id),
-            terminal: true,
-        });
+        let _ = channel.tx.send(end_frame(name, last.next()));
         Ok(true)
+    }
+
+    /// Streams whose names start with `prefix` that have subscribers on
+    /// this node.
+    pub fn watched(&self, prefix: &str) -> Vec<StreamName> {
+        self.channels()
+            .iter()
+            .filter(|(n, c)| n.as_str().starts_with(prefix) && *c.subscribers.borrow() > 0)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Streams in the store, with this node's subscriber counts.

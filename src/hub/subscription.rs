@@ -123,7 +123,12 @@ impl Hub {
             ));
         }
         let ended = head.finished && last >= head.last_id;
-        Ok(Subscribe::Stream(Box::new(Subscription {
+        // The feed (shared stores) must cover everything after what this
+        // subscriber read from the store: `head.last_id`.
+        let started = slot.channel.join(head.last_id, head.prefix.clone());
+        // Built before the wake-up's await, so that a client gone meanwhile
+        // still gives its place back (in the slot's `Drop`).
+        let sub = Subscription {
             slot,
             name: name.clone(),
             rx,
@@ -133,7 +138,11 @@ impl Hub {
             backlog: VecDeque::new(),
             caught_up: false,
             ended,
-        })))
+        };
+        if started && self.store().shared() {
+            self.wake_reader(name).await;
+        }
+        Ok(Subscribe::Stream(Box::new(sub)))
     }
 }
 
@@ -201,6 +210,15 @@ impl Subscription {
                 r = self.rx.recv() => r,
             };
             match frame {
+                Ok(Frame {
+                    id: None,
+                    terminal: true,
+                    ..
+                }) => {
+                    // The live feed lost the store: come back and resume.
+                    self.ended = true;
+                    return Some(shutdown_retry(self.slot.hub.config().retry_ms));
+                }
                 Ok(Frame {
                     id: None, bytes, ..
                 }) => return Some(bytes),
@@ -315,9 +333,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.hub.inner.subscribers.fetch_sub(1, Ordering::AcqRel);
-        self.channel
-            .subscribers
-            .send_modify(|n| *n = n.saturating_sub(1));
+        self.channel.leave();
         metrics::gauge!(m::SUBSCRIBERS).decrement(1.0);
     }
 }

@@ -6,8 +6,12 @@
 //! shared byte buffers. The hub does the live fan-out on top of it.
 //!
 //! [`memory::MemoryStore`] is the default, embedded store.
+//! [`redis::RedisStore`] keeps streams in Redis Streams, shared by many
+//! nodes; it is [`Store::shared`], so the hub takes its live feed from
+//! [`Store::follow`] instead of from its own appends.
 
 pub mod memory;
+pub mod redis;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -160,4 +164,91 @@ pub trait Store: Send + Sync + 'static {
     async fn healthy(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Whether other nodes append to this store too. A shared store's live
+    /// events come from [`Store::follow`], in the order the store gave ids.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Waits up to `wait` for events after the positions in `from`, using the
+    /// connection of live reader `reader`. Returns, for each position that
+    /// has news, its index in `from` and the new records in id order; and,
+    /// for reader 0 only, the streams removed (on any node) since its last
+    /// call. Nothing when nothing came in time. Only shared stores follow.
+    async fn follow(
+        &self,
+        reader: usize,
+        from: &[Follow],
+        wait: Duration,
+    ) -> Result<Followed, StoreError> {
+        let _ = (reader, from, wait);
+        Err(StoreError::Unavailable(
+            "this store has no live feed".into(),
+        ))
+    }
+
+    /// Cuts short a [`Store::follow`] of `reader` that is waiting, so it can
+    /// start again with a new list of positions.
+    async fn interrupt(&self, reader: usize) {
+        let _ = reader;
+    }
+
+    /// Takes or renews the lease of the node running the generation that
+    /// writes `name`, for `ttl`, and reports what other nodes said about it.
+    async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<Lease, StoreError> {
+        let _ = (name, ttl);
+        Ok(Lease::default())
+    }
+
+    /// Records, for `ttl`, that this node has listeners on `names`, so the
+    /// nodes running those generations know someone still listens.
+    async fn mark_watched(&self, names: &[StreamName], ttl: Duration) -> Result<(), StoreError> {
+        let _ = (names, ttl);
+        Ok(())
+    }
+
+    /// Asks the node running the generation that writes `name` to cancel it;
+    /// false when no node holds its lease.
+    async fn request_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {
+        let _ = name;
+        Ok(false)
+    }
+
+    /// Ends every generation stream whose lease has lapsed (its node is gone)
+    /// with `draft`, each exactly once however many nodes call this. Returns
+    /// the streams it ended.
+    async fn end_orphans(&self, draft: &Draft) -> Result<Vec<StreamName>, StoreError> {
+        let _ = draft;
+        Ok(Vec::new())
+    }
+}
+
+/// What a lease renewal learned from other nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// Another node asked for the generation to be cancelled.
+    pub cancel: bool,
+    /// Some node has marked the stream watched within the lease.
+    pub watched: bool,
+}
+
+/// What a live read found.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Index into the positions asked, and the new records, in id order.
+    pub records: Vec<(usize, Vec<Record>)>,
+    /// Streams removed since the last read, with their last id.
+    pub removed: Vec<(StreamName, EventId)>,
+}
+
+/// A position a live reader follows a stream from.
+#[derive(Debug, Clone)]
+pub struct Follow {
+    /// The stream.
+    pub name: StreamName,
+    /// The last id already fed.
+    pub after: EventId,
+    /// The stream's wire-id prefix, for encoding.
+    pub prefix: Option<String>,
 }

@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod cluster;
+
 use futures_util::StreamExt;
 use rill::sse::{ParsedEvent, Parser};
 

@@ -1,0 +1,186 @@
+//! The live feed of a shared store: a few readers per node, not one per
+//! subscriber.
+//!
+//! Each stream with local subscribers is followed by exactly one of the
+//! node's `--redis-readers` reader tasks (chosen by a hash of its name). A
+//! reader asks the store for everything after each stream's feed position in
+//! one blocking call (`XREAD BLOCK` over all its streams), encodes each new
+//! event once and sends it into the stream's ring, in id order. So a node
+//! costs Redis one blocked connection per reader however many browsers
+//! watch, and an event costs one read per node that has watchers.
+//!
+//! A stream's feed starts where its first subscriber's store read ended and
+//! only ever moves back (a later subscriber that read less), never past
+//! anything a subscriber still needs; it is forgotten when the last local
+//! subscriber leaves. When a new stream is followed its reader is woken
+//! (`CLIENT UNBLOCK`), so it need not wait for its current block to end.
+//!
+//! Reader 0 also hears of streams removed on any node and ends their local
+//! subscribers with `event: end`, as the removing node does.
+//!
+//! When the store fails, every followed stream's subscribers get a `retry:`
+//! and a clean close (browsers come back and resume by id), and the reader
+//! tries again with a growing pause until the store answers.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{end_frame, Channel, Frame, Hub};
+use crate::ids::{EventId, StreamName};
+use crate::metrics as m;
+use crate::store::{Follow, Record};
+
+/// Longest block of one live read; a new stream waits at most this long in
+/// the rare case its wake-up lands just before the reader blocks.
+const FEED_WAIT: Duration = Duration::from_millis(1000);
+/// Pauses between attempts while the store is down.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+impl Channel {
+    /// A new local subscriber (already counted by its slot) has read the
+    /// store up to `after`: makes sure the feed covers everything after it.
+    /// True when this starts the feed.
+    pub(super) fn join(&self, after: EventId, prefix: Option<String>) -> bool {
+        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        let started = match feed.as_mut() {
+            Some((at, _)) => {
+                *at = (*at).min(after);
+                false
+            }
+            None => {
+                *feed = Some((after, prefix));
+                true
+            }
+        };
+        started
+    }
+
+    /// Counts a local subscriber gone; the last one stops the feed.
+    pub(super) fn leave(&self) {
+        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        self.subscribers.send_modify(|n| *n = n.saturating_sub(1));
+        if *self.subscribers.borrow() == 0 {
+            *feed = None;
+        }
+    }
+
+    fn follow(&self, name: &StreamName) -> Option<Follow> {
+        let feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        feed.as_ref().map(|(after, prefix)| Follow {
+            name: name.clone(),
+            after: *after,
+            prefix: prefix.clone(),
+        })
+    }
+
+    /// Sends `records` that are past the feed position into the ring.
+    fn feed(&self, records: Vec<Record>) {
+        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((at, _)) = feed.as_mut() else {
+            return;
+        };
+        for r in records {
+            if r.id <= *at {
+                continue;
+            }
+            *at = r.id;
+            let _ = self.tx.send(Frame {
+                id: Some(r.id),
+                bytes: r.frame,
+                terminal: r.terminal,
+            });
+        }
+    }
+}
+
+impl Hub {
+    /// The reader that follows `name`.
+    pub(super) fn reader_of(&self, name: &StreamName) -> usize {
+        let mut h = DefaultHasher::new();
+        name.hash(&mut h);
+        (h.finish() % self.inner.config.live_readers.max(1) as u64) as usize
+    }
+
+    /// Tells the reader of `name` that it has a new stream to follow.
+    pub(super) async fn wake_reader(&self, name: &StreamName) {
+        let reader = self.reader_of(name);
+        if let Some(w) = self.inner.wakers.get(reader) {
+            w.notify_one();
+        }
+        self.inner.store.interrupt(reader).await;
+    }
+
+    fn followed(&self, reader: usize) -> Vec<(Arc<Channel>, Follow)> {
+        let channels: Vec<(StreamName, Arc<Channel>)> = self
+            .channels()
+            .iter()
+            .filter(|(name, _)| self.reader_of(name) == reader)
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        channels
+            .into_iter()
+            .filter_map(|(name, c)| c.follow(&name).map(|f| (c, f)))
+            .collect()
+    }
+
+    /// Runs live reader `reader` of a shared store until shutdown.
+    pub async fn run_feed(self, reader: usize) {
+        let shutdown = self.inner.shutdown.clone();
+        let Some(waker) = self.inner.wakers.get(reader) else {
+            return;
+        };
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let followed = self.followed(reader);
+            // Reader 0 never idles: it also watches for removals.
+            if followed.is_empty() && reader != 0 {
+                tokio::select! {
+                    _ = waker.notified() => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            let from: Vec<Follow> = followed.iter().map(|(_, f)| f.clone()).collect();
+            let got = tokio::select! {
+                r = self.inner.store.follow(reader, &from, FEED_WAIT) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match got {
+                Ok(got) => {
+                    backoff = BACKOFF_MIN;
+                    for (i, records) in got.records {
+                        if let Some((channel, _)) = followed.get(i) {
+                            channel.feed(records);
+                        }
+                    }
+                    for (name, last) in got.removed {
+                        let channel = self.channels().get(&name).cloned();
+                        if let Some(channel) = channel {
+                            let _ = channel.tx.send(end_frame(&name, last.next()));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(reader, error = %e, "live feed failed; telling subscribers to retry");
+                    metrics::counter!(m::LIVE_FEED_ERRORS).increment(1);
+                    for (channel, _) in &followed {
+                        let _ = channel.tx.send(Frame {
+                            id: None,
+                            bytes: Bytes::new(),
+                            terminal: true,
+                        });
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Reading Redis Stream entries back into rill's types: an event entry into
+//! a [`Record`] (encoded for the wire here, once per read), an entry id into
+//! an [`EventId`], a removals entry into the stream it names.
+
+use redis::streams::{StreamId, StreamRangeReply};
+
+use crate::ids::{EventId, StreamName};
+use crate::sse::EventType;
+use crate::store::{Draft, Record};
+
+/// Turns an entry into a record, encoding it for the wire.
+pub(super) fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
+    let n = entry.id.strip_prefix("0-")?.parse::<u64>().ok()?;
+    let text = |k: &str| -> Option<String> {
+        entry
+            .map
+            .get(k)
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
+    };
+    let kind = text("t").unwrap_or_default();
+    let draft = Draft {
+        event_type: if kind.is_empty() {
+            None
+        } else {
+            EventType::new(kind).ok()
+        },
+        data: text("d").unwrap_or_default(),
+        terminal: text("x").as_deref() == Some("1"),
+    };
+    let id = EventId(n);
+    Some(Record {
+        id,
+        frame: draft.encode(prefix, id),
+        terminal: draft.terminal,
+    })
+}
+
+pub(super) fn first_id(reply: &StreamRangeReply) -> Option<u64> {
+    reply.ids.first()?.id.strip_prefix("0-")?.parse().ok()
+}
+
+/// A removals entry: the stream and its last id.
+pub(super) fn removal(entry: &StreamId) -> Option<(StreamName, EventId)> {
+    let text = |k: &str| {
+        entry
+            .map
+            .get(k)
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
+    };
+    let name = StreamName::new(text("name")?).ok()?;
+    let last = text("last")?.parse().ok()?;
+    Some((name, EventId(last)))
+}
