@@ -10,6 +10,8 @@ use crate::generation::GenerationConfig;
 use crate::hub::HubConfig;
 use crate::store::Retention;
 
+pub mod security;
+
 /// rill: a Server-Sent Events server for LLM output and live events.
 #[derive(Debug, Parser)]
 #[command(name = "rill", version, about, args_conflicts_with_subcommands = true)]
@@ -23,6 +25,8 @@ pub struct Cli {
 }
 
 /// rill's subcommands.
+// Parsed once at start-up; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
@@ -143,6 +147,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Auth, CORS, TLS and connection limits.
+    #[command(flatten)]
+    pub security: security::SecurityArgs,
 }
 
 /// How long an unwatched generation lives.
@@ -191,7 +199,7 @@ impl ServeArgs {
                 "--retention-events and --subscriber-buffer must be above 0".into(),
             ));
         }
-        Ok(())
+        self.security.validate()
     }
 
     /// The hub's part.

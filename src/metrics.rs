@@ -9,6 +9,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Open HTTP connections.
 pub const CONNECTIONS: &str = "rill_connections";
+/// Connections closed by rill before a request, by reason (`limit`,
+/// `header_timeout`, `tls`).
+pub const CONNECTIONS_DROPPED: &str = "rill_connections_dropped_total";
 /// Subscribers streaming now, all streams.
 pub const SUBSCRIBERS: &str = "rill_subscribers";
 /// Events appended to streams.

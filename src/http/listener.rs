@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::metrics as m;
 
@@ -33,7 +34,13 @@ impl axum::serve::Listener for Counted {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     metrics::gauge!(m::CONNECTIONS).increment(1.0);
-                    return (Connection { stream }, addr);
+                    return (
+                        Connection {
+                            stream,
+                            _slot: None,
+                        },
+                        addr,
+                    );
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little
@@ -53,6 +60,19 @@ impl axum::serve::Listener for Counted {
 /// One accepted connection.
 pub struct Connection {
     stream: TcpStream,
+    /// The place this connection holds under `--max-connections`.
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection {
+    /// Counts `stream`, which holds `slot` until it closes.
+    pub fn with_slot(stream: TcpStream, slot: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(m::CONNECTIONS).increment(1.0);
+        Self {
+            stream,
+            _slot: Some(slot),
+        }
+    }
 }
 
 impl Drop for Connection {

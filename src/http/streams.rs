@@ -4,12 +4,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::sse::{negotiate, respond, resume_from};
 use super::AppState;
+use crate::auth::{Grant, Right};
 use crate::generation::GENERATION_PREFIX;
 use crate::ids::StreamName;
 use crate::sse::EventType;
@@ -158,10 +159,16 @@ pub fn draft_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Draft, ApiErr
 /// `GET /v1/streams`: list streams.
 #[utoipa::path(get, path = "/v1/streams", tag = "streams",
     responses((status = 200, body = StreamList)))]
-pub async fn list(State(st): State<AppState>) -> Result<Json<StreamList>, ApiError> {
-    Ok(Json(StreamList {
-        streams: st.hub.list().await?,
-    }))
+pub async fn list(
+    State(st): State<AppState>,
+    grant: Option<Extension<Grant>>,
+) -> Result<Json<StreamList>, ApiError> {
+    let mut streams = st.hub.list().await?;
+    // With auth on, a token sees only the streams it may subscribe to.
+    if let Some(Extension(grant)) = grant {
+        streams.retain(|s| grant.allows(Right::Subscribe, s.name.as_str()));
+    }
+    Ok(Json(StreamList { streams }))
 }
 
 /// `DELETE /v1/streams/{name}`: end a stream and drop its events.
