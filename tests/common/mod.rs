@@ -45,7 +45,7 @@ impl TestServer {
                 .next()
                 .expect("rill exited before listening")
                 .expect("read stderr");
-            if let Some(i) = line.find("listening on http://") {
+            if let Some(i) = line.find("listening on http") {
                 break line[i + "listening on ".len()..].trim().to_owned();
             }
         };
