@@ -117,3 +117,44 @@ async fn oversized_headers_are_refused() {
     }
     assert_eq!(healthz(&s).await, 200);
 }
+
+#[tokio::test]
+async fn open_streams_outlive_the_header_timeout() {
+    let s = TestServer::start(&["--header-read-timeout-secs", "1", "--keepalive-secs", "1"]);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut h1 = common::SseClient::open(&s.url("/v1/streams/long"), &[]).await;
+    let mut h2 = common::SseClient::open_with(&h2, &s.url("/v1/streams/long"), &[]).await;
+    // Idle for three timeouts, with only keep-alive comments flowing.
+    assert!(h1.next_event(Duration::from_secs(3)).await.is_none());
+    assert!(!h1.closed && !h2.closed);
+    common::publish(&s.base, "long", "still here", None).await;
+    assert_eq!(
+        h1.next_event(Duration::from_secs(5)).await.unwrap().data,
+        "still here"
+    );
+    assert_eq!(
+        h2.next_event(Duration::from_secs(5)).await.unwrap().data,
+        "still here"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_on_every_route_that_reads_one() {
+    // The wire limit is 6 x 1000 + 64 KiB.
+    let s = TestServer::start(&["--max-event-bytes", "1000"]);
+    let big = "x".repeat(200_000);
+    let client = reqwest::Client::new();
+    for path in ["/v1/streams/big", "/v1/generations"] {
+        let res = client
+            .post(s.url(path))
+            .header("content-type", "application/json")
+            .body(format!("{{\"data\": \"{big}\"}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 413, "{path}");
+    }
+}
