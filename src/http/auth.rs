@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Query, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Query, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -80,8 +80,16 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let (parts, body) = req.into_parts();
-    let name = stream_param(&parts.uri, &route);
+    let (mut parts, body) = req.into_parts();
+    // Percent-decoded exactly as the handler's `Path` will see it.
+    let name = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|p| {
+            p.iter()
+                .find(|(k, _)| *k == "name")
+                .map(|(_, v)| v.to_owned())
+        });
     let need = need(&parts.method, &route, name.as_deref());
     if need == Need::Nothing {
         return next.run(Request::from_parts(parts, body)).await;
@@ -111,39 +119,6 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
     req.extensions_mut().insert(grant);
     let res = next.run(req).await;
     end_at_expiry(res, remaining, guard.retry_ms)
-}
-
-/// The `{name}` segment of a stream route, percent-decoded.
-fn stream_param(uri: &axum::http::Uri, route: &str) -> Option<String> {
-    if route != "/v1/streams/{name}" {
-        return None;
-    }
-    let raw = uri.path().strip_prefix("/v1/streams/")?;
-    Some(percent_decode(raw))
-}
-
-fn percent_decode(raw: &str) -> String {
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Finds and checks the request's token.
@@ -236,4 +211,60 @@ fn end_at_expiry(res: Response, remaining: Duration, retry_ms: u64) -> Response 
             }
         });
     Response::from_parts(parts, Body::from_stream(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_what_the_docs_say() {
+        let stream = |r| Need::Stream(r, "s".into());
+        let n = Some("s");
+        assert_eq!(
+            need(&Method::GET, "/v1/streams/{name}", n),
+            stream(Right::Subscribe)
+        );
+        assert_eq!(
+            need(&Method::POST, "/v1/streams/{name}", n),
+            stream(Right::Publish)
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/v1/streams/{name}", n),
+            stream(Right::Publish)
+        );
+        assert_eq!(need(&Method::POST, "/v1/generations", None), Need::Generate);
+        assert_eq!(
+            need(&Method::POST, "/v1/generations/{id}/cancel", None),
+            Need::Generate
+        );
+        assert_eq!(need(&Method::GET, "/v1/streams", None), Need::Token);
+        assert_eq!(need(&Method::GET, "/v1/something-new", None), Need::Token);
+        for open in ["/", "/sse", "/healthz", "/metrics", "/openapi.json"] {
+            assert_eq!(need(&Method::GET, open, None), Need::Nothing, "{open}");
+        }
+    }
+
+    #[test]
+    fn reads_bearer_and_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc.def.ghi "),
+        );
+        assert_eq!(bearer(&h).as_deref(), Some("abc.def.ghi"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; rill_token_x=no"),
+        );
+        assert_eq!(cookie(&h, TOKEN_COOKIE), None);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("b=2; rill_token=\"t.o.k\""),
+        );
+        assert_eq!(cookie(&h, TOKEN_COOKIE).as_deref(), Some("t.o.k"));
+    }
 }
