@@ -37,6 +37,7 @@ pub struct PublishBody {
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// The event type (`message` when absent).
+    #[schema(min_length = 1)]
     pub event: Option<String>,
 }
 
@@ -176,6 +177,7 @@ pub async fn list(
     params(("name" = String, Path, description = "Stream name")),
     responses(
         (status = 204, description = "Ended; live subscribers got `event: end` and were closed"),
+        (status = 400, description = "Bad stream name"),
         (status = 404, description = "No such stream"),
     ))]
 pub async fn remove(
