@@ -2,6 +2,8 @@
 //! event streams the way a browser does.
 #![allow(dead_code)]
 
+pub mod jwt;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
