@@ -209,10 +209,19 @@ async fn shutdown_ends_open_streams_with_a_jittered_retry_and_exits() {
         assert!(sub.next_event(Duration::from_millis(300)).await.is_none());
         assert_eq!(sub.retry(), Some(1000));
     }
-    let status = s
-        .terminate(Duration::from_secs(8))
-        .expect("rill exits within the drain");
+    // Wait for the exit off the runtime, so the clients' connections keep
+    // being served (an HTTP/2 client must answer the server's GOAWAY ping).
+    let (status, s) = tokio::task::spawn_blocking(move || {
+        let status = s.terminate(Duration::from_secs(8));
+        (status, s)
+    })
+    .await
+    .unwrap();
+    let status = status.expect("rill exits within the drain");
     assert!(status.success(), "{status:?}");
+    // Every connection closed on its own; none was cut at the drain limit.
+    let log = wait_for_log(&s, "shutting down").await;
+    assert!(!log.contains("exiting anyway"), "{log}");
     let mut hints = Vec::new();
     for sub in &mut subs {
         sub.collect(WAIT).await;
@@ -225,4 +234,18 @@ async fn shutdown_ends_open_streams_with_a_jittered_retry_and_exits() {
     hints.dedup();
     // Jitter: eight draws from 3001 values are very unlikely to be equal.
     assert!(hints.len() > 1, "{hints:?}");
+}
+
+/// The server's log once it contains `line`, waiting up to ten seconds, plus
+/// a moment for any lines after it.
+async fn wait_for_log(s: &TestServer, line: &str) -> String {
+    for _ in 0..100 {
+        let log = s.log.lock().unwrap().join("\n");
+        if log.contains(line) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return s.log.lock().unwrap().join("\n");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{line}` never logged");
 }
