@@ -274,6 +274,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_token_text_is_refused_without_panic(t in "[A-Za-z0-9_.=-]{0,200}|\\PC{0,100}") {
+            proptest::prop_assert!(verifier().verify(&t).is_err());
+        }
+
+        #[test]
+        fn signed_patterns_grant_exactly_what_they_match(
+            pat in "[a-c*-]{1,6}",
+            name in "[a-c-]{1,6}",
+        ) {
+            let t = token(serde_json::json!({"exp": now() + 60, "rill": {"subscribe": [pat.clone()]}}));
+            let g = verifier().verify(&t).unwrap();
+            let want = Pattern::new(pat).unwrap().matches(&name);
+            proptest::prop_assert_eq!(g.allows(Right::Subscribe, &name), want);
+            proptest::prop_assert!(!g.allows(Right::Publish, &name));
+        }
+    }
+
     #[test]
     fn weak_or_mismatched_keys_are_config_errors() {
         assert!(Verifier::new(&KeySource::Secret("short".into()), None).is_err());
