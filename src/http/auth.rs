@@ -65,7 +65,7 @@ pub fn need(method: &Method, path: &str, name: Option<&str>) -> Need {
     let stream = |right| Need::Stream(right, name.unwrap_or_default().to_owned());
     match (path, method) {
         ("/" | "/sse" | "/healthz" | "/metrics" | "/openapi.json", _) => Need::Nothing,
-        ("/v1/streams/{name}", &Method::GET) => stream(Right::Subscribe),
+        ("/v1/streams/{name}", &Method::GET | &Method::HEAD) => stream(Right::Subscribe),
         ("/v1/streams/{name}", _) => stream(Right::Publish),
         ("/v1/generations" | "/v1/generations/{id}/cancel", _) => Need::Generate,
         _ => Need::Token,
@@ -232,6 +232,10 @@ mod tests {
         assert_eq!(
             need(&Method::DELETE, "/v1/streams/{name}", n),
             stream(Right::Publish)
+        );
+        assert_eq!(
+            need(&Method::HEAD, "/v1/streams/{name}", n),
+            stream(Right::Subscribe)
         );
         assert_eq!(need(&Method::POST, "/v1/generations", None), Need::Generate);
         assert_eq!(
