@@ -158,3 +158,57 @@ async fn oversized_bodies_are_refused_on_every_route_that_reads_one() {
         assert_eq!(res.status(), 413, "{path}");
     }
 }
+
+#[tokio::test]
+async fn stalled_tls_handshakes_are_closed_and_do_not_block_others() {
+    let cert = common::jwt::key_path("test-only-tls-cert.pem");
+    let key = common::jwt::key_path("test-only-tls-key.pem");
+    let s = TestServer::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--header-read-timeout-secs",
+        "2",
+    ]);
+    let addr = s.base.trim_start_matches("https://").to_owned();
+    // Nothing, or the first bytes of a TLS record, then silence.
+    let mut stalled = Vec::new();
+    for i in 0..300 {
+        let mut c = TcpStream::connect(&addr).await.expect("connect");
+        if i % 2 == 1 {
+            c.write_all(&[0x16, 0x03, 0x01, 0x02]).await.expect("write");
+        }
+        stalled.push(c);
+    }
+    let ca = std::fs::read(common::jwt::key_path("test-only-tls-ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let res = client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    for c in &mut stalled {
+        assert!(closed_by_server(c, Duration::from_secs(10)).await);
+    }
+    let metrics = client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tls_drops: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rill_connections_dropped_total{reason=\"tls\"} ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    assert!(tls_drops >= 300.0, "{metrics}");
+}
