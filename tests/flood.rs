@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::secure::{metric, tls_args, tls_client};
 use common::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,10 +66,11 @@ async fn dropped(s: &TestServer, reason: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    let key = format!("rill_connections_dropped_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric(
+        &text,
+        &format!("rill_connections_dropped_total{{reason=\"{reason}\"}}"),
+    )
+    .unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -161,16 +163,9 @@ async fn oversized_bodies_are_refused_on_every_route_that_reads_one() {
 
 #[tokio::test]
 async fn stalled_tls_handshakes_are_closed_and_do_not_block_others() {
-    let cert = common::jwt::key_path("test-only-tls-cert.pem");
-    let key = common::jwt::key_path("test-only-tls-key.pem");
-    let s = TestServer::start(&[
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--header-read-timeout-secs",
-        "2",
-    ]);
+    let mut args = tls_args();
+    args.extend(["--header-read-timeout-secs".into(), "2".into()]);
+    let s = TestServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let addr = s.base.trim_start_matches("https://").to_owned();
     // Nothing, or the first bytes of a TLS record, then silence.
     let mut stalled = Vec::new();
@@ -181,13 +176,7 @@ async fn stalled_tls_handshakes_are_closed_and_do_not_block_others() {
         }
         stalled.push(c);
     }
-    let ca = std::fs::read(common::jwt::key_path("test-only-tls-ca.pem")).unwrap();
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
+    let client = tls_client(reqwest::Client::builder());
     let res = client.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     for c in &mut stalled {
@@ -201,14 +190,7 @@ async fn stalled_tls_handshakes_are_closed_and_do_not_block_others() {
         .text()
         .await
         .unwrap();
-    let tls_drops: f64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("rill_connections_dropped_total{reason=\"tls\"} ")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0);
+    let tls_drops =
+        metric(&metrics, "rill_connections_dropped_total{reason=\"tls\"}").unwrap_or(0.0);
     assert!(tls_drops >= 300.0, "{metrics}");
 }

@@ -6,32 +6,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::secure::{metric as metric_value, tls_args, tls_client};
 use common::{SseClient, TestServer};
 
 const WAIT: Duration = Duration::from_secs(10);
 const STREAMS: usize = 20;
 
-fn data(name: &str) -> String {
-    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn tls_server() -> TestServer {
-    TestServer::start(&[
-        "--tls-cert",
-        &data("test-only-tls-cert.pem"),
-        "--tls-key",
-        &data("test-only-tls-key.pem"),
-    ])
-}
-
-fn tls_client(builder: reqwest::ClientBuilder) -> reqwest::Client {
-    let ca = std::fs::read(data("test-only-tls-ca.pem")).unwrap();
-    builder
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap()
+    let args = tls_args();
+    TestServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// The value of an unlabelled metric in `/metrics`, read over `client`.
@@ -44,9 +27,7 @@ async fn metric(client: &reqwest::Client, s: &TestServer, name: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
+    metric_value(&text, name).unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
 }
 
 /// Opens `STREAMS` subscriptions over `client`, publishes one event over

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod jwt;
+pub mod secure;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
