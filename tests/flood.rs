@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::secure::{metric, tls_args, tls_client};
+use common::secure::{metric, scrape, tls_args, tls_client};
 use common::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,12 +60,7 @@ async fn healthz(s: &TestServer) -> u16 {
 }
 
 async fn dropped(s: &TestServer, reason: &str) -> f64 {
-    let text = reqwest::get(s.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&reqwest::Client::new(), &s.base).await;
     metric(
         &text,
         &format!("rill_connections_dropped_total{{reason=\"{reason}\"}}"),
@@ -182,14 +177,7 @@ async fn stalled_tls_handshakes_are_closed_and_do_not_block_others() {
     for c in &mut stalled {
         assert!(closed_by_server(c, Duration::from_secs(10)).await);
     }
-    let metrics = client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&client, &s.base).await;
     let tls_drops =
         metric(&metrics, "rill_connections_dropped_total{reason=\"tls\"}").unwrap_or(0.0);
     assert!(tls_drops >= 300.0, "{metrics}");

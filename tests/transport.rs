@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::secure::{metric as metric_value, tls_args, tls_client};
+use common::secure::{metric as metric_value, scrape, tls_args, tls_client};
 use common::{SseClient, TestServer};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -19,14 +19,7 @@ fn tls_server() -> TestServer {
 
 /// The value of an unlabelled metric in `/metrics`, read over `client`.
 async fn metric(client: &reqwest::Client, s: &TestServer, name: &str) -> f64 {
-    let text = client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(client, &s.base).await;
     metric_value(&text, name).unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
 }
 
