@@ -129,3 +129,42 @@ async fn es256_tokens_from_a_public_key() {
     )
     .await;
 }
+
+#[test]
+fn auth_settings_that_cannot_work_stop_start_up() {
+    let rs_public = key_path("test-only-jwt-rs256-public.pem");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--auth-jwt-secret", "short"], "at least 32 bytes"),
+        (
+            &["--auth-jwt-public-key", &rs_public],
+            "--auth-jwt-alg RS256 or ES256",
+        ),
+        (
+            &[
+                "--auth-jwt-public-key",
+                &rs_public,
+                "--auth-jwt-alg",
+                "ES256",
+            ],
+            "test-only-jwt-rs256-public.pem",
+        ),
+        (
+            &["--auth-jwt-alg", "RS256"],
+            "needs --auth-jwt-secret or --auth-jwt-public-key",
+        ),
+        (
+            &["--cors-origin", "*", "--cors-origin", "https://a.example"],
+            "cannot be mixed",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run rill");
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
