@@ -39,7 +39,12 @@ pub struct SecurityArgs {
 
     /// An origin allowed to call rill from a browser (repeat, or comma-separate
     /// in the variable); `*` allows any origin but without cookies.
-    #[arg(long = "cors-origin", env = "RILL_CORS_ORIGIN", value_delimiter = ',')]
+    #[arg(
+        long = "cors-origin",
+        env = "RILL_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
 
     /// PEM certificate chain; with --tls-key, serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN).

@@ -38,14 +38,49 @@ pub fn apply(app: Router, origins: &[String]) -> Result<Router, ConfigError> {
     } else {
         let list = origins
             .iter()
-            .map(|o| {
-                HeaderValue::from_str(o.trim_end_matches('/')).map_err(|_| {
-                    ConfigError::new(format!("--cors-origin `{o}` is not a valid origin"))
-                })
-            })
+            .map(|o| origin(o))
             .collect::<Result<Vec<_>, _>>()?;
         base.allow_origin(AllowOrigin::list(list))
             .allow_credentials(true)
     };
     Ok(app.layer(layer))
+}
+
+/// Checks one `--cors-origin`: `scheme://host[:port]`, as a browser sends it
+/// in `Origin` (a trailing `/` is dropped).
+fn origin(raw: &str) -> Result<HeaderValue, ConfigError> {
+    let o = raw.trim().trim_end_matches('/');
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"));
+    let ok = rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#', ' ']));
+    ok.then(|| HeaderValue::from_str(o).ok())
+        .flatten()
+        .ok_or_else(|| {
+            ConfigError::new(format!(
+                "--cors-origin `{raw}` is not an origin like https://app.example or http://localhost:3000"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_checked() {
+        assert_eq!(
+            origin("https://app.example/").unwrap(),
+            "https://app.example"
+        );
+        assert!(origin("http://localhost:3000").is_ok());
+        for bad in [
+            "app.example",
+            "https://",
+            "https://a.example/path",
+            "ftp://a",
+        ] {
+            assert!(origin(bad).is_err(), "{bad}");
+        }
+    }
 }
