@@ -230,7 +230,7 @@ async fn generations_need_the_generate_right() {
 #[tokio::test]
 async fn an_expired_token_ends_the_open_stream_and_cannot_reconnect() {
     let s = server();
-    let t = hs256(grant(&["clock"], &["clock"], 2));
+    let t = hs256(grant(&["clock"], &["clock"], 4));
     let bearer = format!("Bearer {t}");
     let mut sub = SseClient::open(&s.url("/v1/streams/clock"), &[("authorization", &bearer)]).await;
     assert_eq!(sub.status, 200);
