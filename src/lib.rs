@@ -8,6 +8,7 @@
 //! configuration struct; [`server`] wires the pieces; [`cli`] holds the
 //! `publish` and `tail` client commands.
 
+pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Open HTTP connections.
 pub const CONNECTIONS: &str = "rill_connections";
+/// Connections closed by rill before a request, by reason (`limit`,
+/// `header_timeout`, `tls`).
+pub const CONNECTIONS_DROPPED: &str = "rill_connections_dropped_total";
 /// Subscribers streaming now, all streams.
 pub const SUBSCRIBERS: &str = "rill_subscribers";
 /// Events appended to streams.
@@ -49,7 +52,12 @@ pub const STREAM_SUBSCRIBERS: &str = "rill_stream_subscribers";
 
 /// Label values known in advance, so their series read 0 before the first
 /// occurrence instead of being absent.
-const KNOWN_LABELS: [(&str, &str, &[&str]); 3] = [
+const KNOWN_LABELS: [(&str, &str, &[&str]); 4] = [
+    (
+        CONNECTIONS_DROPPED,
+        "reason",
+        &["limit", "header_timeout", "tls"],
+    ),
     (RESETS, "reason", &["unknown", "expired", "lagged"]),
     (
         REJECTED,
@@ -99,6 +107,10 @@ pub fn install() -> Option<PrometheusHandle> {
 fn register() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(CONNECTIONS, "Open HTTP connections");
+    describe_counter!(
+        CONNECTIONS_DROPPED,
+        "Connections closed by rill before a request, by reason"
+    );
     describe_gauge!(SUBSCRIBERS, "Subscribers streaming now, all streams");
     describe_counter!(EVENTS_PUBLISHED, "Events appended to streams");
     describe_counter!(EVENTS_DELIVERED, "Events written to subscribers");

@@ -6,16 +6,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Verifier;
 use crate::backend::mock::{MockBackend, RecordingError};
 use crate::backend::ollama::{self, OllamaBackend};
 use crate::backend::openai::{self, OpenAiBackend};
 use crate::backend::upstream::{self, BaseUrl};
 use crate::backend::Backend;
+use crate::config::security::SecurityArgs;
 use crate::config::{BackendKind, ConfigError, ServeArgs};
 use crate::generation::Generations;
+use crate::http::accept::ServeOptions;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::store::memory::MemoryStore;
@@ -31,6 +35,12 @@ pub enum ServerError {
     /// The recorded answer did not parse.
     #[error(transparent)]
     Recording(#[from] RecordingError),
+    /// The auth key could not be loaded.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthConfigError),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::http::tls::TlsError),
     /// Binding or serving failed.
     #[error("{context}: {source}")]
     Io {
@@ -94,6 +104,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
             context: format!("cannot listen on {}", args.listen),
             source,
         })?;
+    let retry_ms = state.hub.config().retry_ms;
     tokio::spawn(state.hub.clone().run_maintenance());
     tokio::spawn(crate::dashboard::run(
         state.hub.clone(),
@@ -106,16 +117,47 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
         }
         tokio::spawn(state.generations.clone().run_orphan_sweeper());
     }
-    let app = http::router(state);
-    http::serve(
-        listener,
-        app,
-        shutdown,
-        Duration::from_secs(args.shutdown_timeout_secs),
-    )
-    .await
-    .map_err(|source| ServerError::Io {
-        context: "server failed".into(),
-        source,
+    let app = secure(http::router(state), &args.security, retry_ms)?;
+    let opts = serve_options(&args)?;
+    http::accept::serve_with(listener, app, shutdown, opts)
+        .await
+        .map_err(|source| ServerError::Io {
+            context: "server failed".into(),
+            source,
+        })
+}
+
+/// Puts the auth guard (when a key is configured) and CORS around `app`.
+pub fn secure(app: Router, args: &SecurityArgs, retry_ms: u64) -> Result<Router, ServerError> {
+    let app = match args.key_source() {
+        Some(source) => {
+            let guard = http::auth::Guard {
+                verifier: Verifier::new(&source, args.auth_jwt_alg)?,
+                query_token_max: Duration::from_secs(args.auth_query_token_max_secs),
+                retry_ms,
+            };
+            tracing::info!("auth is on: stream routes need a JWT");
+            app.route_layer(axum::middleware::from_fn_with_state(
+                Arc::new(guard),
+                http::auth::guard,
+            ))
+        }
+        None => app,
+    };
+    Ok(http::cors::apply(app, &args.cors_origins)?)
+}
+
+fn serve_options(args: &ServeArgs) -> Result<ServeOptions, ServerError> {
+    let s = &args.security;
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    Ok(ServeOptions {
+        drain: Duration::from_secs(args.shutdown_timeout_secs),
+        tls,
+        max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: s.header_read_timeout(),
+        max_header_bytes: s.max_header_bytes,
     })
 }

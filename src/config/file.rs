@@ -46,28 +46,33 @@ fn apply_file(args: &mut ServeArgs, matches: &ArgMatches) -> Result<(), ConfigEr
     let mut merged = toml::Table::try_from(&*args)
         .map_err(|e| ConfigError::new(format!("internal: cannot represent settings: {e}")))?;
     for (key, value) in table {
-        let id = key.replace('-', "_");
-        let known = Cli::command()
+        let long = key.replace('_', "-");
+        let id = Cli::command()
             .get_arguments()
-            .any(|a| a.get_id().as_str() == id && id != "config");
-        if !known {
+            .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
+            .map(|a| a.get_id().as_str().to_owned());
+        let Some(id) = id else {
             return Err(ConfigError::new(format!(
                 "{shown}: unknown key `{key}` (keys are the `rill serve` flags without `--`, e.g. `mock-delay-ms`)"
             )));
-        }
-        let kebab = id.replace('_', "-");
-        check_key(&kebab, &value, &shown.to_string())?;
+        };
+        check_key(&long, &value, &shown.to_string())?;
         if matches.value_source(&id) == Some(ValueSource::DefaultValue)
             || matches.value_source(&id).is_none()
         {
-            merged.insert(kebab, value);
+            merged.insert(long, value);
         }
     }
+    // Not serialised (`rill config` must not print them): carry them over.
     let config = args.config.take();
+    let secret = args.security.auth_jwt_secret.take();
     *args = merged
         .try_into()
         .map_err(|e| ConfigError::new(format!("{shown}: {e}")))?;
     args.config = config;
+    if secret.is_some() {
+        args.security.auth_jwt_secret = secret;
+    }
     Ok(())
 }
 
@@ -135,6 +140,21 @@ mod tests {
         let a = serve(&["serve", "--config", path, "--mock-delay-ms", "9"]).unwrap();
         assert_eq!(a.mock_delay_ms, 9);
         assert_eq!(a.retry_ms, 1234);
+    }
+
+    #[test]
+    fn security_keys_come_from_the_file_and_the_secret_survives() {
+        let f = write("cors-origin = [\"https://app.example\"]\nmax-connections = 5\n");
+        let path = f.0.to_str().unwrap();
+        let secret = "0123456789abcdef0123456789abcdef";
+        let a = serve(&["--config", path, "--auth-jwt-secret", secret]).unwrap();
+        assert_eq!(a.security.cors_origins, ["https://app.example"]);
+        assert_eq!(a.security.max_connections, 5);
+        assert_eq!(a.security.auth_jwt_secret.as_deref(), Some(secret));
+        assert!(
+            !a.to_toml().unwrap().contains(secret),
+            "rill config never prints the secret"
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::generation::GenerationConfig;
 use crate::hub::HubConfig;
 use crate::store::Retention;
 
+pub mod security;
+
 /// rill: a Server-Sent Events server for LLM output and live events.
 #[derive(Debug, Parser)]
 #[command(name = "rill", version, about, args_conflicts_with_subcommands = true)]
@@ -38,6 +40,8 @@ pub struct Cli {
 }
 
 /// rill's subcommands.
+// Parsed once at start-up; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
@@ -75,7 +79,7 @@ pub enum LogFormat {
 /// Options of `rill serve`. In a `--config` file each is a key named like
 /// its flag (`mock-delay-ms = 20`).
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// A TOML file of settings; flags and RILL_* variables override it.
     #[arg(long, env = "RILL_CONFIG")]
@@ -187,6 +191,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Auth, CORS, TLS and connection limits.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub security: security::SecurityArgs,
 }
 
 /// How long an unwatched generation lives: seconds, or `never`.
@@ -269,7 +278,7 @@ impl ServeArgs {
                 self.store
             )));
         }
-        Ok(())
+        self.security.validate()
     }
 
     /// The Redis store's part, when `--store` names Redis.

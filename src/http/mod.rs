@@ -6,6 +6,9 @@
 //! subscription into a response; [`error`] maps every error to a status in
 //! one place.
 
+pub mod accept;
+pub mod auth;
+pub mod cors;
 pub mod demo;
 pub mod error;
 pub mod generations;
@@ -13,8 +16,8 @@ pub mod listener;
 pub mod ops;
 pub mod sse;
 pub mod streams;
+pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,32 +100,13 @@ pub fn record_stream(stream: &str, subscribers: usize) {
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then waits up to
 /// `drain` for open responses to end (open streams end themselves with a
-/// jittered `retry:` when they see the shutdown).
+/// jittered `retry:` when they see the shutdown). Plain HTTP with default
+/// limits; [`accept::serve_with`] takes TLS and limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancellationToken,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!("listening on http://{addr}");
-    let listener = listener::Counted::new(listener);
-    let signal = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        signal.cancelled().await;
-    });
-    let server = std::future::IntoFuture::into_future(server);
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => return r,
-        _ = shutdown.cancelled() => {}
-    }
-    tracing::info!("shutting down; open streams were told to reconnect later");
-    match tokio::time::timeout(drain, server).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!("connections still open after {drain:?}; exiting anyway");
-            Ok(())
-        }
-    }
+    accept::serve_with(listener, app, shutdown, accept::ServeOptions::plain(drain)).await
 }

@@ -4,12 +4,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::sse::{negotiate, respond, resume_from, retry_if_unavailable};
 use super::AppState;
+use crate::auth::{Grant, Right};
 use crate::generation::GENERATION_PREFIX;
 use crate::ids::{EventId, StreamName};
 use crate::sse::EventType;
@@ -36,6 +37,7 @@ pub struct PublishBody {
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// The event type (`message` when absent).
+    #[schema(min_length = 1)]
     pub event: Option<String>,
 }
 
@@ -177,10 +179,16 @@ pub fn draft_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Draft, ApiErr
 /// `GET /v1/streams`: list streams.
 #[utoipa::path(get, path = "/v1/streams", tag = "streams",
     responses((status = 200, body = StreamList)))]
-pub async fn list(State(st): State<AppState>) -> Result<Json<StreamList>, ApiError> {
-    Ok(Json(StreamList {
-        streams: st.hub.list().await?,
-    }))
+pub async fn list(
+    State(st): State<AppState>,
+    grant: Option<Extension<Grant>>,
+) -> Result<Json<StreamList>, ApiError> {
+    let mut streams = st.hub.list().await?;
+    // With auth on, a token sees only the streams it may subscribe to.
+    if let Some(Extension(grant)) = grant {
+        streams.retain(|s| grant.allows(Right::Subscribe, s.name.as_str()));
+    }
+    Ok(Json(StreamList { streams }))
 }
 
 /// `DELETE /v1/streams/{name}`: end a stream and drop its events.
@@ -188,6 +196,7 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<StreamList>, ApiErr
     params(("name" = String, Path, description = "Stream name")),
     responses(
         (status = 204, description = "Ended; live subscribers got `event: end` and were closed"),
+        (status = 400, description = "Bad stream name"),
         (status = 404, description = "No such stream"),
         (status = 409, description = "A generation is still writing the stream; cancel it first"),
     ))]

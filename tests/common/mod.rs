@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fake_model;
+pub mod jwt;
+pub mod secure;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -54,7 +56,7 @@ impl TestServer {
                 .next()
                 .expect("rill exited before listening")
                 .expect("read stderr");
-            if let Some(i) = line.find("listening on http://") {
+            if let Some(i) = line.find("listening on http") {
                 break line[i + "listening on ".len()..].trim().to_owned();
             }
         };
@@ -118,6 +120,8 @@ pub struct SseClient {
     pub status: u16,
     /// The response headers.
     pub headers: reqwest::header::HeaderMap,
+    /// The HTTP version the response came over.
+    pub version: reqwest::Version,
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     parser: Parser,
     /// Every byte received, for framing checks.
@@ -129,9 +133,16 @@ pub struct SseClient {
 impl SseClient {
     /// Opens `url` with `Accept: text/event-stream` and `headers`.
     pub async fn open(url: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut req = reqwest::Client::new()
-            .get(url)
-            .header("accept", "text/event-stream");
+        Self::open_with(&reqwest::Client::new(), url, headers).await
+    }
+
+    /// Like [`SseClient::open`], over `client` (for HTTP/2 and TLS tests).
+    pub async fn open_with(
+        client: &reqwest::Client,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> SseClient {
+        let mut req = client.get(url).header("accept", "text/event-stream");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -139,6 +150,7 @@ impl SseClient {
         SseClient {
             status: res.status().as_u16(),
             headers: res.headers().clone(),
+            version: res.version(),
             body: Box::pin(res.bytes_stream()),
             parser: Parser::default(),
             raw: Vec::new(),

@@ -1,0 +1,110 @@
+//! The flags that make rill safe to expose: auth, CORS, TLS and the limits
+//! on connections and request headers. Flattened into `rill serve`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::ConfigError;
+use crate::auth::{JwtAlg, KeySource};
+
+/// Security options of `rill serve`. In a `--config` file each is a key
+/// named like its flag.
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SecurityArgs {
+    /// Turn on auth with this HS256 secret (at least 32 bytes); every
+    /// stream route then needs a JWT.
+    #[arg(
+        long,
+        env = "RILL_AUTH_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "auth_jwt_public_key"
+    )]
+    #[serde(skip_serializing)]
+    pub auth_jwt_secret: Option<String>,
+
+    /// Turn on auth with this PEM public key (RS256 or ES256, see --auth-jwt-alg).
+    #[arg(long, env = "RILL_AUTH_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub auth_jwt_public_key: Option<PathBuf>,
+
+    /// The one signature algorithm tokens may use (HS256 with a secret;
+    /// RS256 or ES256 with a public key).
+    #[arg(long, env = "RILL_AUTH_JWT_ALG", value_enum)]
+    pub auth_jwt_alg: Option<JwtAlg>,
+
+    /// Longest remaining lifetime of a `?access_token=` token, in seconds
+    /// (URLs end up in logs; longer-lived tokens belong in a header or cookie).
+    #[arg(long, env = "RILL_AUTH_QUERY_TOKEN_MAX_SECS", default_value_t = 300)]
+    pub auth_query_token_max_secs: u64,
+
+    /// An origin allowed to call rill from a browser (repeat, or comma-separate
+    /// in the variable); `*` allows any origin but without cookies.
+    #[arg(
+        long = "cors-origin",
+        env = "RILL_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "cors-origin", default)]
+    pub cors_origins: Vec<String>,
+
+    /// PEM certificate chain; with --tls-key, serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN).
+    #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "RILL_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Most open connections; more are accepted and closed at once.
+    #[arg(long, env = "RILL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
+    /// Seconds a connection may take to send its request headers (and its
+    /// TLS handshake) before it is closed.
+    #[arg(long, env = "RILL_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+
+    /// Largest request head (request line and headers), in bytes; at least 8192.
+    #[arg(long, env = "RILL_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+}
+
+impl SecurityArgs {
+    /// Checks values that depend on each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_header_bytes < 8192 || self.max_header_bytes > 1024 * 1024 {
+            return Err(ConfigError::new(format!(
+                "--max-header-bytes ({}) must be between 8192 and 1048576",
+                self.max_header_bytes
+            )));
+        }
+        if self.auth_jwt_alg.is_some() && self.key_source().is_none() {
+            return Err(ConfigError::new(
+                "--auth-jwt-alg needs --auth-jwt-secret or --auth-jwt-public-key",
+            ));
+        }
+        if self.cors_origins.iter().any(|o| o == "*") && self.cors_origins.len() > 1 {
+            return Err(ConfigError::new(
+                "--cors-origin `*` cannot be mixed with explicit origins",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The token key, when auth is on.
+    pub fn key_source(&self) -> Option<KeySource> {
+        match (&self.auth_jwt_secret, &self.auth_jwt_public_key) {
+            (Some(s), _) => Some(KeySource::Secret(s.clone())),
+            (None, Some(p)) => Some(KeySource::PublicKey(p.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The header read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+}
