@@ -1,0 +1,122 @@
+//! Scenario (b): fan-out. N subscribers on one stream; one publisher posts
+//! E events at R per second over one keep-alive connection, each carrying
+//! its send time. Reports server CPU per delivered event (over the window
+//! from the first publish to the last delivery), delivery latency
+//! percentiles, and delivered vs expected.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::idle::open_many;
+use crate::net::{loopback, request, round_trip, Lines, Sources};
+use crate::procfs::cpu_seconds;
+use crate::stats::Report;
+use crate::Args;
+
+/// Microseconds since the epoch: the clock both sides of a delivery share.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Reads one subscription until `expected` benchmark events arrived or the
+/// deadline passed; returns each event's latency in µs.
+async fn read_events(
+    mut s: TcpStream,
+    first: Vec<u8>,
+    expected: usize,
+    deadline: tokio::time::Instant,
+) -> Vec<u64> {
+    let mut lat = Vec::with_capacity(expected);
+    let mut lines = Lines::default();
+    let on_line = |l: &[u8], lat: &mut Vec<u64>| {
+        // Data is "b <seq> <send-µs>".
+        if let Some(rest) = l.strip_prefix(b"data: b ") {
+            let sent = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|r| r.split(' ').nth(1))
+                .and_then(|t| t.parse::<u64>().ok());
+            if let Some(sent) = sent {
+                lat.push(now_us().saturating_sub(sent));
+            }
+        }
+    };
+    lines.feed(&first, |l| on_line(l, &mut lat));
+    let mut buf = vec![0u8; 4096];
+    while lat.len() < expected {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => lines.feed(&buf[..n], |l| on_line(l, &mut lat)),
+            _ => break,
+        }
+    }
+    lat
+}
+
+pub async fn run(args: &Args) -> std::io::Result<()> {
+    let addr = loopback(&args.get("addr", "127.0.0.1:8080"))?;
+    let sub = args.get("sub", "/sub");
+    let publish = args.get("pub", "/pub");
+    let pids = args.pids()?;
+    let n = args.num("n", 1000)? as usize;
+    let events = args.num("events", 100)? as usize;
+    let rate = args.num("rate", 10)?.max(1);
+    let sources = Arc::new(Sources::new(args.num("sources", 16)? as usize));
+
+    let open_deadline = Instant::now() + Duration::from_secs(120);
+    let open = open_many(addr, &sub, n, sources.clone(), open_deadline).await;
+    let held = open.len();
+    // Every subscriber may take until the last publish plus this long.
+    let period = Duration::from_micros(1_000_000 / rate);
+    let read_deadline = tokio::time::Instant::now() + period * events as u32 + Duration::from_secs(15);
+    let readers: Vec<_> = open
+        .into_iter()
+        .map(|(s, first)| tokio::spawn(read_events(s, first, events, read_deadline)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let cpu0 = cpu_seconds(&pids);
+    let start = Instant::now();
+    let mut conn = sources.connect(addr).await?;
+    let mut ticks = tokio::time::interval(period);
+    let mut published = 0;
+    for i in 0..events {
+        ticks.tick().await;
+        let body = format!("b {i} {}", now_us());
+        let req = request("POST", &publish, &[("content-type", "text/plain")], body.as_bytes());
+        match round_trip(&mut conn, &req).await {
+            Ok(s) if (200..300).contains(&s) => published += 1,
+            Ok(s) => eprintln!("publish answered {s}"),
+            Err(e) => {
+                eprintln!("publish failed: {e}");
+                conn = sources.connect(addr).await?;
+            }
+        }
+    }
+    let mut all = Vec::with_capacity(held * events);
+    for r in readers {
+        if let Ok(lat) = r.await {
+            all.extend(lat);
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&pids) - cpu0;
+    let delivered = all.len();
+    Report::default()
+        .str("scenario", "fanout")
+        .str("peer", &args.get("peer", "?"))
+        .num("subscribers", held as f64)
+        .num("published", published as f64)
+        .num("delivered", delivered as f64)
+        .num("expected", (held * events) as f64)
+        .num("server_cpu_s", cpu)
+        .num("wall_s", wall)
+        .num("cpu_us_per_event", cpu * 1e6 / delivered.max(1) as f64)
+        .num("events_per_cpu_s", delivered as f64 / cpu.max(0.01))
+        .latencies("latency", all)
+        .print();
+    Ok(())
+}
