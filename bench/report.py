@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
-COLORS = {"rill": "#d9480f", "nchan": "#1c7ed6", "axum": "#2b8a3e"}
+COLORS = {"rill": "#d9480f", "rill-before": "#f59f00", "nchan": "#1c7ed6", "axum": "#2b8a3e"}
+PEERS = ("rill", "rill-before", "nchan", "axum")
 
 
 def sh(cmd):
@@ -48,13 +49,15 @@ def table(rows):
     by = {}
     for r in rows:
         by.setdefault(r["peer"], {})[r["scenario"]] = r
-    peers = [p for p in ("rill", "nchan", "axum") if p in by]
+    peers = [p for p in PEERS if p in by]
     metrics = [
         ("idle: connections held", "idle", "connections", 0),
         ("idle: server RSS per connection (bytes)", "idle", "bytes_per_conn", 0),
         ("fan-out: subscribers", "fanout", "subscribers", 0),
         ("fan-out: delivered / expected", "fanout", None, 0),
         ("fan-out: server CPU per delivered event (µs)", "fanout", "cpu_us_per_event", 2),
+        ("  of which user (µs)", "fanout", "user_us_per_event", 2),
+        ("  of which kernel (µs)", "fanout", "sys_us_per_event", 2),
         ("fan-out: deliveries per server CPU-second", "fanout", "events_per_cpu_s", 0),
         ("fan-out: latency p50 (ms)", "fanout", "latency_p50_us", 1),
         ("fan-out: latency p90 (ms)", "fanout", "latency_p90_us", 1),
@@ -123,7 +126,7 @@ def svg_cdf(series, title, xlabel, path):
     out.append(f'<text x="{(ml+w-mr)/2}" y="{h-12}" text-anchor="middle">{xlabel}</text>')
     for i, (name, cdf) in enumerate(series):
         d = " ".join(f"{x(v/1000.0):.1f},{y(p):.1f}" for p, v in enumerate(cdf))
-        c = COLORS.get(name.split()[0], "#555")
+        c = COLORS.get(name, "#555")
         out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{d}"/>')
         out.append(f'<rect x="{w-mr+10}" y="{mt+i*20}" width="12" height="12" fill="{c}"/>')
         out.append(f'<text x="{w-mr+28}" y="{mt+i*20+11}">{name}</text>')
@@ -161,7 +164,7 @@ def main():
     idle = [(p, by[p]["idle"]["bytes_per_conn"]) for p in by if "idle" in by[p]]
     svg_bars(idle, "Server RSS per idle SSE connection", "B", os.path.join(out_dir, "memory-per-connection.svg"))
     fan = [(p, by[p]["fanout"]["latency_cdf_us"]) for p in by if "fanout" in by[p]]
-    tok = [("rill tokens (added)", by[p]["tokens"]["added_cdf_us"]) for p in by if "tokens" in by[p]]
+    tok = [(p, by[p]["tokens"]["added_cdf_us"]) for p in by if "tokens" in by[p]]
     svg_cdf(fan, "Fan-out delivery latency", "latency (ms, log scale)", os.path.join(out_dir, "fanout-latency.svg"))
     svg_cdf(tok, "Token streams: latency added per token", "added latency (ms, log scale)",
             os.path.join(out_dir, "token-latency.svg"))

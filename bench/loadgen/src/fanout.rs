@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use crate::idle::open_many;
 use crate::net::{loopback, request, round_trip, Lines, Sources};
-use crate::procfs::cpu_seconds;
+use crate::procfs::cpu_split;
 use crate::stats::Report;
 use crate::Args;
 
@@ -78,7 +78,7 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let cpu0 = cpu_seconds(&pids);
+    let (user0, sys0) = cpu_split(&pids);
     let start = Instant::now();
     let mut conn = sources.connect(addr).await?;
     let mut ticks = tokio::time::interval(period);
@@ -103,7 +103,9 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
         }
     }
     let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(&pids) - cpu0;
+    let (user1, sys1) = cpu_split(&pids);
+    let (user, sys) = (user1 - user0, sys1 - sys0);
+    let cpu = user + sys;
     let delivered = all.len();
     Report::default()
         .str("scenario", "fanout")
@@ -115,6 +117,8 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
         .num("server_cpu_s", cpu)
         .num("wall_s", wall)
         .num("cpu_us_per_event", cpu * 1e6 / delivered.max(1) as f64)
+        .num("user_us_per_event", user * 1e6 / delivered.max(1) as f64)
+        .num("sys_us_per_event", sys * 1e6 / delivered.max(1) as f64)
         .num("events_per_cpu_s", delivered as f64 / cpu.max(0.01))
         .latencies("latency", all)
         .print();

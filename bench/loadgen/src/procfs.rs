@@ -23,7 +23,13 @@ pub fn rss_bytes(pids: &[u32]) -> u64 {
 
 /// User plus system CPU time of all `pids` (all their threads), in seconds.
 pub fn cpu_seconds(pids: &[u32]) -> f64 {
-    let ticks: u64 = pids
+    let (user, sys) = cpu_split(pids);
+    user + sys
+}
+
+/// User and system CPU time of all `pids`, in seconds.
+pub fn cpu_split(pids: &[u32]) -> (f64, f64) {
+    let (u, s) = pids
         .iter()
         .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .filter_map(|s| {
@@ -32,8 +38,8 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
             let f: Vec<&str> = rest.split_whitespace().collect();
             let utime: u64 = f.get(11)?.parse().ok()?;
             let stime: u64 = f.get(12)?.parse().ok()?;
-            Some(utime + stime)
+            Some((utime, stime))
         })
-        .sum();
-    ticks as f64 / TICKS_PER_SEC
+        .fold((0, 0), |(u, s), (du, ds)| (u + du, s + ds));
+    (u as f64 / TICKS_PER_SEC, s as f64 / TICKS_PER_SEC)
 }
