@@ -3,6 +3,9 @@
 the SVG plots beside it. Standard library only.
 
 usage: report.py RESULTS.jsonl OUT_DIR COMMAND
+       report.py --facts     (prints the machine facts as one JSON line;
+                              bench/run appends it to the results at the end
+                              of the run, so the report shows the run's facts)
 """
 import datetime
 import json
@@ -26,7 +29,7 @@ def sh(cmd):
 
 def machine():
     return [
-        ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
+        ("run ended (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
         ("cores", str(os.cpu_count())),
         ("cpu", sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()),
         ("kernel", platform.release()),
@@ -55,6 +58,7 @@ def table(rows):
         ("idle: server RSS per connection (bytes)", "idle", "bytes_per_conn", 0),
         ("fan-out: subscribers", "fanout", "subscribers", 0),
         ("fan-out: delivered / expected", "fanout", None, 0),
+        ("fan-out: wall time for the run (s; schedule: events / rate)", "fanout", "wall_s", 1),
         ("fan-out: server CPU per delivered event (µs)", "fanout", "cpu_us_per_event", 2),
         ("  of which user (µs)", "fanout", "user_us_per_event", 2),
         ("  of which kernel (µs)", "fanout", "sys_us_per_event", 2),
@@ -158,8 +162,14 @@ def svg_bars(values, title, unit, path):
 
 
 def main():
+    if sys.argv[1:] == ["--facts"]:
+        print(json.dumps({"scenario": "machine", "facts": machine()}))
+        return
     src, out_dir, command = sys.argv[1], sys.argv[2], sys.argv[3]
     rows = [json.loads(l) for l in open(src) if l.strip().startswith("{")]
+    facts_rows = [r for r in rows if r.get("scenario") == "machine"]
+    rows = [r for r in rows if r.get("scenario") != "machine"]
+    run_facts = facts_rows[-1]["facts"] if facts_rows else machine()
     tbl, by = table(rows)
     idle = [(p, by[p]["idle"]["bytes_per_conn"]) for p in by if "idle" in by[p]]
     svg_bars(idle, "Server RSS per idle SSE connection", "B", os.path.join(out_dir, "memory-per-connection.svg"))
@@ -168,7 +178,7 @@ def main():
     svg_cdf(fan, "Fan-out delivery latency", "latency (ms, log scale)", os.path.join(out_dir, "fanout-latency.svg"))
     svg_cdf(tok, "Token streams: latency added per token", "added latency (ms, log scale)",
             os.path.join(out_dir, "token-latency.svg"))
-    facts = "\n".join(f"- {k}: {v}" for k, v in machine())
+    facts = "\n".join(f"- {k}: {v}" for k, v in run_facts)
     gen = f"""{START}
 ## Latest run
 
