@@ -24,8 +24,14 @@ async fn live_subscribers_get_a_jittered_retry_and_close_at_shutdown() {
     let mut b = SseClient::open(&server.url("/v1/streams/other"), &[]).await;
     publish(&base, "news", "one", None).await;
     publish(&base, "other", "two", None).await;
-    assert_eq!(a.next_event(WAIT).await.map(|e| e.data).as_deref(), Some("one"));
-    assert_eq!(b.next_event(WAIT).await.map(|e| e.data).as_deref(), Some("two"));
+    assert_eq!(
+        a.next_event(WAIT).await.map(|e| e.data).as_deref(),
+        Some("one")
+    );
+    assert_eq!(
+        b.next_event(WAIT).await.map(|e| e.data).as_deref(),
+        Some("two")
+    );
 
     // Both now wait on their rings; shut the server down under them.
     let stop = tokio::task::spawn_blocking(move || server.terminate(WAIT));
