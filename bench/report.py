@@ -94,6 +94,17 @@ def table(rows):
     return "\n".join(lines), by
 
 
+def svg_open(w, h, title):
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+            f'<rect width="{w}" height="{h}" fill="white"/>',
+            f'<text x="{w/2}" y="20" text-anchor="middle" font-size="14">{title}</text>']
+
+
+def svg_write(out, path):
+    with open(path, "w") as f:
+        f.write("\n".join(out + ["</svg>"]) + "\n")
+
+
 def svg_cdf(series, title, xlabel, path):
     """Latency distribution: x = latency (ms, log scale), y = percentile."""
     import math
@@ -113,9 +124,7 @@ def svg_cdf(series, title, xlabel, path):
     def y(p):
         return mt + (1 - p / 100.0) * (h - mt - mb)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{w}" height="{h}" fill="white"/>',
-           f'<text x="{w/2}" y="20" text-anchor="middle" font-size="14">{title}</text>']
+    out = svg_open(w, h, title)
     for p in (0, 50, 90, 99, 100):
         out.append(f'<line x1="{ml}" x2="{w-mr}" y1="{y(p)}" y2="{y(p)}" stroke="#ddd"/>')
         out.append(f'<text x="{ml-6}" y="{y(p)+4}" text-anchor="end">p{p}</text>')
@@ -134,9 +143,7 @@ def svg_cdf(series, title, xlabel, path):
         out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{d}"/>')
         out.append(f'<rect x="{w-mr+10}" y="{mt+i*20}" width="12" height="12" fill="{c}"/>')
         out.append(f'<text x="{w-mr+28}" y="{mt+i*20+11}">{name}</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    svg_write(out, path)
 
 
 def svg_bars(values, title, unit, path):
@@ -145,10 +152,8 @@ def svg_bars(values, title, unit, path):
         return
     top = max(v for _, v in values) * 1.15 or 1
     bw = (w - ml - 20) / len(values)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{w}" height="{h}" fill="white"/>',
-           f'<text x="{w/2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
-           f'<line x1="{ml}" x2="{w-20}" y1="{h-mb}" y2="{h-mb}" stroke="#333"/>']
+    out = svg_open(w, h, title)
+    out.append(f'<line x1="{ml}" x2="{w-20}" y1="{h-mb}" y2="{h-mb}" stroke="#333"/>')
     for i, (name, v) in enumerate(values):
         bh = v / top * (h - mt - mb)
         x0 = ml + i * bw + bw * 0.15
@@ -156,9 +161,7 @@ def svg_bars(values, title, unit, path):
         out.append(f'<rect x="{x0:.1f}" y="{h-mb-bh:.1f}" width="{bw*0.7:.1f}" height="{bh:.1f}" fill="{c}"/>')
         out.append(f'<text x="{x0+bw*0.35:.1f}" y="{h-mb-bh-6:.1f}" text-anchor="middle">{v:,.0f} {unit}</text>')
         out.append(f'<text x="{x0+bw*0.35:.1f}" y="{h-mb+16}" text-anchor="middle">{name}</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    svg_write(out, path)
 
 
 def main():

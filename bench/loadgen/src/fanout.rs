@@ -108,9 +108,7 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let (user, sys) = (user1 - user0, sys1 - sys0);
     let cpu = user + sys;
     let delivered = all.len();
-    Report::default()
-        .str("scenario", "fanout")
-        .str("peer", &args.get("peer", "?"))
+    Report::new("fanout", args)
         .num("subscribers", held as f64)
         .num("published", published as f64)
         .num("delivered", delivered as f64)

@@ -74,9 +74,7 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let held = open.len();
     let per = after.saturating_sub(before) as f64 / held.max(1) as f64;
     drop(open);
-    Report::default()
-        .str("scenario", "idle")
-        .str("peer", &args.get("peer", "?"))
+    Report::new("idle", args)
         .num("connections", held as f64)
         .num("failed", failed as f64)
         .num("rss_before_kb", before as f64 / 1024.0)

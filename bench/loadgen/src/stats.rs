@@ -18,6 +18,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report for `scenario` against the peer named by `--peer`.
+    pub fn new(scenario: &str, args: &crate::Args) -> Self {
+        let mut r = Self::default();
+        r.str("scenario", scenario).str("peer", &args.get("peer", "?"));
+        r
+    }
+
     pub fn num(&mut self, k: &str, v: f64) -> &mut Self {
         let v = if v.is_finite() { v } else { 0.0 };
         self.fields.push((k.into(), format!("{v:.3}")));

@@ -58,9 +58,7 @@ pub async fn publish(args: &Args) -> std::io::Result<()> {
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&pids) - cpu0;
     let ok = ok.load(Ordering::Relaxed) as f64;
-    Report::default()
-        .str("scenario", "publish")
-        .str("peer", &args.get("peer", "?"))
+    Report::new("publish", args)
         .num("connections", conns as f64)
         .num("publishes_ok", ok)
         .num("wall_s", wall)
@@ -163,9 +161,7 @@ pub async fn tokens(args: &Args) -> std::io::Result<()> {
         }
     }
     let cpu = cpu_seconds(&pids) - cpu0;
-    Report::default()
-        .str("scenario", "tokens")
-        .str("peer", &args.get("peer", "?"))
+    Report::new("tokens", args)
         .num("generations", n as f64)
         .num("completed", ok as f64)
         .num("tokens", tokens as f64)
