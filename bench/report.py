@@ -69,6 +69,8 @@ def table(rows):
         ("fan-out: latency max (ms)", "fanout", "latency_max_us", 1),
         ("publish: publishes/s over HTTP", "publish", "publishes_per_s", 0),
         ("publish: server CPU per publish (µs)", "publish", "cpu_us_per_publish", 1),
+        ("catch-up: delivered / expected", "replay", None, 0),
+        ("catch-up: server CPU per replayed event (µs)", "replay", "cpu_us_per_event", 2),
         ("tokens: generations completed", "tokens", "completed", 0),
         ("tokens: added latency p50 (ms)", "tokens", "added_p50_us", 2),
         ("tokens: added latency p99 (ms)", "tokens", "added_p99_us", 2),

@@ -1,5 +1,6 @@
-//! The live delivery path over real HTTP: what a subscriber waiting on its
-//! ring sees at shutdown, and that every delivery is counted.
+//! The delivery path over real HTTP: a long replay (sent in batches) joins
+//! the live stream with nothing lost or repeated, a subscriber waiting on
+//! its ring sees shutdown, and every delivery is counted.
 mod common;
 
 use std::time::Duration;
@@ -76,4 +77,25 @@ async fn every_delivery_is_counted_once() {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse::<f64>().ok());
     assert_eq!(delivered, Some(12.0), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_long_replay_then_live_arrives_complete_and_in_order() {
+    let server = TestServer::start(&["--retention-events", "5000"]);
+    let base = server.url("");
+    // Large enough for several replay pages and several batches.
+    let body = "x".repeat(300);
+    for i in 1..=700 {
+        publish(&base, "replayed", &format!("{i} {body}"), None).await;
+    }
+    let mut c = SseClient::open(&server.url("/v1/streams/replayed?lastEventId=0"), &[]).await;
+    assert_eq!(c.status, 200);
+    for i in 1..=700u32 {
+        let e = c.next_event(WAIT).await.expect("replayed event");
+        assert_eq!(e.last_event_id, i.to_string());
+        assert_eq!(e.data, format!("{i} {body}"));
+    }
+    publish(&base, "replayed", "live", None).await;
+    let e = c.next_event(WAIT).await.expect("live event");
+    assert_eq!((e.last_event_id.as_str(), e.data.as_str()), ("701", "live"));
 }

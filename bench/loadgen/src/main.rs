@@ -6,6 +6,7 @@
 //! loadgen fanout  --addr A --sub PATH --pub PATH --pids P --n N --events E --rate R
 //! loadgen publish --addr A --pub PATH --pids P --conns C --secs S
 //! loadgen tokens  --addr A --pids P --n N --delay-ms D
+//! loadgen replay  --addr A --sub PATH?lastEventId=0 --pub PATH --pids P --n N --events E
 //! ```
 //! Every address must be in 127.0.0.0/8; every loop is bounded in count
 //! and in time.
@@ -14,6 +15,7 @@ mod idle;
 mod fanout;
 mod net;
 mod procfs;
+mod replay;
 mod stats;
 mod throughput;
 
@@ -77,6 +79,7 @@ fn main() -> io::Result<()> {
             "fanout" => fanout::run(&args).await,
             "publish" => throughput::publish(&args).await,
             "tokens" => throughput::tokens(&args).await,
+            "replay" => replay::run(&args).await,
             other => Err(bad(&format!("mode {other:?}"))),
         }
     })

@@ -1,0 +1,86 @@
+//! Scenario (e) catch-up: E events are published first, then N subscribers
+//! connect with `lastEventId=0` and read them all from the store. Reports
+//! server CPU per replayed event: what a reconnect storm costs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::idle::open_many;
+use crate::net::{loopback, request, round_trip, Lines, Sources};
+use crate::procfs::cpu_seconds;
+use crate::stats::Report;
+use crate::Args;
+
+/// Whether `line` is a replayed benchmark event's data (`r <seq> <pad>`).
+fn replayed(line: &[u8]) -> usize {
+    usize::from(line.starts_with(b"data: r "))
+}
+
+/// Reads one subscription until `expected` replayed events arrived or the
+/// deadline passed; returns how many arrived.
+async fn count_events(
+    mut s: TcpStream,
+    first: Vec<u8>,
+    expected: usize,
+    deadline: tokio::time::Instant,
+) -> usize {
+    let mut got = 0;
+    let mut lines = Lines::default();
+    lines.feed(&first, |l| got += replayed(l));
+    let mut buf = vec![0u8; 16 * 1024];
+    while got < expected {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => lines.feed(&buf[..n], |l| got += replayed(l)),
+            _ => break,
+        }
+    }
+    got
+}
+
+pub async fn run(args: &Args) -> std::io::Result<()> {
+    let addr = loopback(&args.get("addr", "127.0.0.1:8080"))?;
+    let publish = args.get("pub", "/v1/streams/replay");
+    let sub = args.get("sub", "/v1/streams/replay?lastEventId=0");
+    let pids = args.pids()?;
+    let n = args.num("n", 1000)? as usize;
+    let events = args.num("events", 1000)? as usize;
+    let size = args.num("size", 100)? as usize;
+    let sources = Arc::new(Sources::new(args.num("sources", 16)? as usize));
+
+    let mut conn = sources.connect(addr).await?;
+    let pad = "x".repeat(size);
+    for i in 0..events {
+        let body = format!("r {i} {pad}");
+        let req = request("POST", &publish, &[("content-type", "text/plain")], body.as_bytes());
+        round_trip(&mut conn, &req).await?;
+    }
+    let cpu0 = cpu_seconds(&pids);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(120);
+    let open = open_many(addr, &sub, n, sources, deadline).await;
+    let held = open.len();
+    let read_deadline = tokio::time::Instant::from_std(deadline);
+    let readers: Vec<_> = open
+        .into_iter()
+        .map(|(s, first)| tokio::spawn(count_events(s, first, events, read_deadline)))
+        .collect();
+    let mut delivered = 0;
+    for r in readers {
+        delivered += r.await.unwrap_or(0);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&pids) - cpu0;
+    Report::new("replay", args)
+        .num("subscribers", held as f64)
+        .num("events", events as f64)
+        .num("delivered", delivered as f64)
+        .num("expected", (held * events) as f64)
+        .num("server_cpu_s", cpu)
+        .num("wall_s", wall)
+        .num("cpu_us_per_event", cpu * 1e6 / delivered.max(1) as f64)
+        .print();
+    Ok(())
+}
