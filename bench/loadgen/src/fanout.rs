@@ -72,7 +72,8 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     // Every subscriber may take until the last publish plus this long; a
     // peer that falls behind the schedule shows as delivered < expected.
     let period = Duration::from_micros(1_000_000 / rate);
-    let read_deadline = tokio::time::Instant::now() + period * events as u32 + Duration::from_secs(60);
+    let read_deadline =
+        tokio::time::Instant::now() + period * events as u32 + Duration::from_secs(60);
     let readers: Vec<_> = open
         .into_iter()
         .map(|(s, first)| tokio::spawn(read_events(s, first, events, read_deadline)))
@@ -87,7 +88,12 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     for i in 0..events {
         ticks.tick().await;
         let body = format!("b {i} {}", now_us());
-        let req = request("POST", &publish, &[("content-type", "text/plain")], body.as_bytes());
+        let req = request(
+            "POST",
+            &publish,
+            &[("content-type", "text/plain")],
+            body.as_bytes(),
+        );
         match round_trip(&mut conn, &req).await {
             Ok(s) if (200..300).contains(&s) => published += 1,
             Ok(s) => eprintln!("publish answered {s}"),

@@ -11,8 +11,8 @@
 //! Every address must be in 127.0.0.0/8; every loop is bounded in count
 //! and in time.
 
-mod idle;
 mod fanout;
+mod idle;
 mod net;
 mod procfs;
 mod replay;

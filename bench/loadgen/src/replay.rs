@@ -54,7 +54,12 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let pad = "x".repeat(size);
     for i in 0..events {
         let body = format!("r {i} {pad}");
-        let req = request("POST", &publish, &[("content-type", "text/plain")], body.as_bytes());
+        let req = request(
+            "POST",
+            &publish,
+            &[("content-type", "text/plain")],
+            body.as_bytes(),
+        );
         round_trip(&mut conn, &req).await?;
     }
     let cpu0 = cpu_seconds(&pids);

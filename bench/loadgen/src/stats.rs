@@ -21,7 +21,8 @@ impl Report {
     /// A report for `scenario` against the peer named by `--peer`.
     pub fn new(scenario: &str, args: &crate::Args) -> Self {
         let mut r = Self::default();
-        r.str("scenario", scenario).str("peer", &args.get("peer", "?"));
+        r.str("scenario", scenario)
+            .str("peer", &args.get("peer", "?"));
         r
     }
 
