@@ -7,11 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::idle::open_many;
-use crate::net::{loopback, request, round_trip, Lines, Sources};
+use crate::net::{loopback, read_lines_until, request, round_trip, Sources};
 use crate::procfs::cpu_split;
 use crate::stats::Report;
 use crate::Args;
@@ -32,27 +31,17 @@ async fn read_events(
     deadline: tokio::time::Instant,
 ) -> Vec<u64> {
     let mut lat = Vec::with_capacity(expected);
-    let mut lines = Lines::default();
-    let on_line = |l: &[u8], lat: &mut Vec<u64>| {
+    read_lines_until(&mut s, &first, expected, deadline, |l| {
         // Data is "b <seq> <send-µs>".
-        if let Some(rest) = l.strip_prefix(b"data: b ") {
-            let sent = std::str::from_utf8(rest)
-                .ok()
-                .and_then(|r| r.split(' ').nth(1))
-                .and_then(|t| t.parse::<u64>().ok());
-            if let Some(sent) = sent {
-                lat.push(now_us().saturating_sub(sent));
-            }
-        }
-    };
-    lines.feed(&first, |l| on_line(l, &mut lat));
-    let mut buf = vec![0u8; 4096];
-    while lat.len() < expected {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => lines.feed(&buf[..n], |l| on_line(l, &mut lat)),
-            _ => break,
-        }
-    }
+        let sent = l
+            .strip_prefix(b"data: b ")
+            .and_then(|rest| std::str::from_utf8(rest).ok())
+            .and_then(|r| r.split(' ').nth(1))
+            .and_then(|t| t.parse::<u64>().ok());
+        sent.map(|sent| lat.push(now_us().saturating_sub(sent)))
+            .is_some()
+    })
+    .await;
     lat
 }
 

@@ -170,6 +170,29 @@ impl Lines {
     }
 }
 
+/// Reads an open event stream (`first`: its body bytes read with the
+/// head) until `counts` has accepted `want` lines or `deadline` passes;
+/// returns how many it accepted.
+pub async fn read_lines_until(
+    s: &mut TcpStream,
+    first: &[u8],
+    want: usize,
+    deadline: tokio::time::Instant,
+    mut counts: impl FnMut(&[u8]) -> bool,
+) -> usize {
+    let mut got = 0;
+    let mut lines = Lines::default();
+    lines.feed(first, |l| got += usize::from(counts(l)));
+    let mut buf = vec![0u8; 16 * 1024];
+    while got < want {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => lines.feed(&buf[..n], |l| got += usize::from(counts(l))),
+            _ => break,
+        }
+    }
+    got
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,39 +5,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::idle::open_many;
-use crate::net::{loopback, request, round_trip, Lines, Sources};
+use crate::net::{loopback, read_lines_until, request, round_trip, Sources};
 use crate::procfs::cpu_seconds;
 use crate::stats::Report;
 use crate::Args;
 
-/// Whether `line` is a replayed benchmark event's data (`r <seq> <pad>`).
-fn replayed(line: &[u8]) -> usize {
-    usize::from(line.starts_with(b"data: r "))
-}
-
-/// Reads one subscription until `expected` replayed events arrived or the
-/// deadline passed; returns how many arrived.
+/// Reads one subscription until `expected` replayed events (data
+/// `r <seq> <pad>`) arrived or the deadline passed; returns how many did.
 async fn count_events(
     mut s: TcpStream,
     first: Vec<u8>,
     expected: usize,
     deadline: tokio::time::Instant,
 ) -> usize {
-    let mut got = 0;
-    let mut lines = Lines::default();
-    lines.feed(&first, |l| got += replayed(l));
-    let mut buf = vec![0u8; 16 * 1024];
-    while got < expected {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => lines.feed(&buf[..n], |l| got += replayed(l)),
-            _ => break,
-        }
-    }
-    got
+    read_lines_until(&mut s, &first, expected, deadline, |l| {
+        l.starts_with(b"data: r ")
+    })
+    .await
 }
 
 pub async fn run(args: &Args) -> std::io::Result<()> {
