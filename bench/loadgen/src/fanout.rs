@@ -4,13 +4,12 @@
 //! from the first publish to the last delivery), delivery latency
 //! percentiles, and delivered vs expected.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpStream;
 
 use crate::idle::open_many;
-use crate::net::{loopback, read_lines_until, request, round_trip, Sources};
+use crate::net::{read_lines_until, request, round_trip};
 use crate::procfs::cpu_split;
 use crate::stats::Report;
 use crate::Args;
@@ -46,14 +45,14 @@ async fn read_events(
 }
 
 pub async fn run(args: &Args) -> std::io::Result<()> {
-    let addr = loopback(&args.get("addr", "127.0.0.1:8080"))?;
+    let addr = args.addr()?;
     let sub = args.get("sub", "/sub");
     let publish = args.get("pub", "/pub");
     let pids = args.pids()?;
     let n = args.num("n", 1000)? as usize;
     let events = args.num("events", 100)? as usize;
     let rate = args.num("rate", 10)?.max(1);
-    let sources = Arc::new(Sources::new(args.num("sources", 16)? as usize));
+    let sources = args.sources()?;
 
     let open_deadline = Instant::now() + Duration::from_secs(120);
     let open = open_many(addr, &sub, n, sources.clone(), open_deadline).await;
@@ -104,13 +103,8 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let cpu = user + sys;
     let delivered = all.len();
     Report::new("fanout", args)
-        .num("subscribers", held as f64)
+        .deliveries(held, held * events, delivered, cpu, wall)
         .num("published", published as f64)
-        .num("delivered", delivered as f64)
-        .num("expected", (held * events) as f64)
-        .num("server_cpu_s", cpu)
-        .num("wall_s", wall)
-        .num("cpu_us_per_event", cpu * 1e6 / delivered.max(1) as f64)
         .num("user_us_per_event", user * 1e6 / delivered.max(1) as f64)
         .num("sys_us_per_event", sys * 1e6 / delivered.max(1) as f64)
         .num("events_per_cpu_s", delivered as f64 / cpu.max(0.01))

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::net::{loopback, read_head, request, Sources};
+use crate::net::{read_head, request, Sources};
 use crate::procfs::rss_bytes;
 use crate::stats::Report;
 use crate::Args;
@@ -58,11 +58,11 @@ pub async fn open_many(
 }
 
 pub async fn run(args: &Args) -> std::io::Result<()> {
-    let addr = loopback(&args.get("addr", "127.0.0.1:8080"))?;
+    let addr = args.addr()?;
     let path = args.get("sub", "/sub");
     let pids = args.pids()?;
     let n = args.num("n", 1000)? as usize;
-    let sources = Arc::new(Sources::new(args.num("sources", 16)? as usize));
+    let sources = args.sources()?;
     let settle = Duration::from_secs(args.num("settle-secs", 3)?);
 
     let before = rss_bytes(&pids);

@@ -54,6 +54,18 @@ impl Args {
         }
     }
 
+    /// The server's address (`--addr`), which must be in 127.0.0.0/8.
+    pub fn addr(&self) -> io::Result<std::net::SocketAddr> {
+        net::loopback(&self.get("addr", "127.0.0.1:8080"))
+    }
+
+    /// Source addresses to spread connections over (`--sources`, 16).
+    pub fn sources(&self) -> io::Result<std::sync::Arc<net::Sources>> {
+        Ok(std::sync::Arc::new(net::Sources::new(
+            self.num("sources", 16)? as usize,
+        )))
+    }
+
     /// The server's process ids.
     pub fn pids(&self) -> io::Result<Vec<u32>> {
         self.get("pids", "")

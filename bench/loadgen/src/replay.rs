@@ -2,13 +2,12 @@
 //! connect with `lastEventId=0` and read them all from the store. Reports
 //! server CPU per replayed event: what a reconnect storm costs.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
 use crate::idle::open_many;
-use crate::net::{loopback, read_lines_until, request, round_trip, Sources};
+use crate::net::{read_lines_until, request, round_trip};
 use crate::procfs::cpu_seconds;
 use crate::stats::Report;
 use crate::Args;
@@ -28,14 +27,14 @@ async fn count_events(
 }
 
 pub async fn run(args: &Args) -> std::io::Result<()> {
-    let addr = loopback(&args.get("addr", "127.0.0.1:8080"))?;
+    let addr = args.addr()?;
     let publish = args.get("pub", "/v1/streams/replay");
     let sub = args.get("sub", "/v1/streams/replay?lastEventId=0");
     let pids = args.pids()?;
     let n = args.num("n", 1000)? as usize;
     let events = args.num("events", 1000)? as usize;
     let size = args.num("size", 100)? as usize;
-    let sources = Arc::new(Sources::new(args.num("sources", 16)? as usize));
+    let sources = args.sources()?;
 
     let mut conn = sources.connect(addr).await?;
     let pad = "x".repeat(size);
@@ -66,13 +65,8 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&pids) - cpu0;
     Report::new("replay", args)
-        .num("subscribers", held as f64)
+        .deliveries(held, held * events, delivered, cpu, wall)
         .num("events", events as f64)
-        .num("delivered", delivered as f64)
-        .num("expected", (held * events) as f64)
-        .num("server_cpu_s", cpu)
-        .num("wall_s", wall)
-        .num("cpu_us_per_event", cpu * 1e6 / delivered.max(1) as f64)
         .print();
     Ok(())
 }

@@ -26,6 +26,24 @@ impl Report {
         r
     }
 
+    /// The fields every delivery scenario reports: subscribers, delivered
+    /// vs expected, server CPU and wall time, CPU per delivered event.
+    pub fn deliveries(
+        &mut self,
+        subscribers: usize,
+        expected: usize,
+        delivered: usize,
+        cpu_s: f64,
+        wall_s: f64,
+    ) -> &mut Self {
+        self.num("subscribers", subscribers as f64)
+            .num("delivered", delivered as f64)
+            .num("expected", expected as f64)
+            .num("server_cpu_s", cpu_s)
+            .num("wall_s", wall_s)
+            .num("cpu_us_per_event", cpu_s * 1e6 / delivered.max(1) as f64)
+    }
+
     pub fn num(&mut self, k: &str, v: f64) -> &mut Self {
         let v = if v.is_finite() { v } else { 0.0 };
         self.fields.push((k.into(), format!("{v:.3}")));

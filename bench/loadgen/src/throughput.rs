@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::{loopback, read_head, request, round_trip, Lines, Sources};
+use crate::net::{read_head, request, round_trip, Lines, Sources};
 use crate::procfs::cpu_seconds;
 use crate::stats::Report;
 use crate::Args;
 
 pub async fn publish(args: &Args) -> std::io::Result<()> {
-    let addr = loopback(&args.get("addr", "127.0.0.1:8080"))?;
+    let addr = args.addr()?;
     let path = args.get("pub", "/pub");
     let pids = args.pids()?;
     let conns = args.num("conns", 16)?.max(1);
@@ -138,11 +138,11 @@ async fn timer_overshoot(tasks: usize, rounds: usize, delay: Duration) -> Vec<u6
 }
 
 pub async fn tokens(args: &Args) -> std::io::Result<()> {
-    let addr = loopback(&args.get("addr", "127.0.0.1:8080"))?;
+    let addr = args.addr()?;
     let pids = args.pids()?;
     let n = args.num("n", 100)? as usize;
     let delay = Duration::from_millis(args.num("delay-ms", 20)?);
-    let sources = Arc::new(Sources::new(args.num("sources", 16)? as usize));
+    let sources = args.sources()?;
     let floor = timer_overshoot(n, 20, delay).await;
 
     let cpu0 = cpu_seconds(&pids);
