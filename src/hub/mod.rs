@@ -16,6 +16,8 @@
 //!
 //! One task per hub sends the keep-alive comment into every ring, so an idle
 //! connection costs no timer of its own, and drops channels nobody holds.
+//! At shutdown the same task sends a shutdown frame into every ring, so a
+//! subscriber waits on its ring alone and never on the shutdown token.
 
 mod feed;
 mod subscription;
@@ -57,12 +59,30 @@ pub struct HubConfig {
 /// A frame in a stream's live ring.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    /// The event id; `None` for a keep-alive comment.
+    /// The event id; `None` for a keep-alive comment or the shutdown frame.
     pub id: Option<EventId>,
     /// The encoded bytes.
     pub bytes: Bytes,
     /// Whether this frame ends the stream.
     pub terminal: bool,
+}
+
+impl Frame {
+    /// The frame that tells every subscriber the server is shutting down:
+    /// no id, terminal. Its bytes are unused; each subscriber answers with
+    /// its own jittered `retry:`.
+    fn shutdown() -> Self {
+        Self {
+            id: None,
+            bytes: Bytes::new(),
+            terminal: true,
+        }
+    }
+
+    /// Whether this is the shutdown frame.
+    pub fn is_shutdown(&self) -> bool {
+        self.id.is_none() && self.terminal
+    }
 }
 
 /// The live side of one stream.
@@ -269,7 +289,7 @@ impl Hub {
     }
 
     /// Sends keep-alives, sweeps the store and drops unused channels, until
-    /// shutdown.
+    /// shutdown; then sends the shutdown frame into every ring.
     pub async fn run_maintenance(self) {
         let keepalive = Frame {
             id: None,
@@ -282,7 +302,10 @@ impl Hub {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                _ = self.inner.shutdown.cancelled() => return,
+                _ = self.inner.shutdown.cancelled() => {
+                    self.announce_shutdown();
+                    return;
+                }
             }
             let (live, watched): (Vec<Arc<Channel>>, HashSet<StreamName>) = {
                 let mut map = self.channels();
@@ -301,6 +324,16 @@ impl Hub {
                 let _ = c.tx.send(keepalive.clone());
             }
             self.inner.store.sweep_watched(&watched).await;
+        }
+    }
+
+    /// Puts the shutdown frame into every ring. A subscriber that joins a
+    /// ring after this sees the cancelled token when it first reads the
+    /// store (see `Subscription::next_chunk`).
+    fn announce_shutdown(&self) {
+        let live: Vec<Arc<Channel>> = self.channels().values().cloned().collect();
+        for c in live {
+            let _ = c.tx.send(Frame::shutdown());
         }
     }
 }
