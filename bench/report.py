@@ -11,8 +11,10 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+import time
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 COLORS = {"rill": "#d9480f", "rill-before": "#f59f00", "nchan": "#1c7ed6", "axum": "#2b8a3e"}
@@ -166,9 +168,47 @@ def svg_bars(values, title, unit, path):
     svg_write(out, path)
 
 
+REDIS_START, REDIS_END = "<!-- redis:start -->", "<!-- redis:end -->"
+
+
+def redis_section(src, md):
+    """Writes the Redis probe's lines (bench/redis-latency.sh) into RESULTS.md."""
+    rows = []
+    for line in open(src):
+        m = re.match(r"(.+): n=(\d+) p50=(\d+)us p90=(\d+)us p99=(\d+)us max=(\d+)us", line.strip())
+        if m:
+            what, n, *us = m.groups()
+            rows.append(f"| {what} | {n} | " + " | ".join(f"{int(v) / 1000:.2f}" for v in us) + " |")
+    if not rows:
+        sys.exit(f"no latency lines in {src}")
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    gen = f"""{REDIS_START}
+## Many nodes: publish → deliver latency over Redis
+
+Run ended {when} UTC, by `bench/redis-latency.sh` within `bench/run`: one
+event at a time is published over HTTP and timed until a subscriber (SSE)
+receives it; the same run measures one node on the memory store as the
+baseline.
+
+| setup | events | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+{REDIS_END}"""
+    text = open(md).read()
+    if REDIS_START in text and REDIS_END in text:
+        text = text[: text.index(REDIS_START)] + gen + text[text.index(REDIS_END) + len(REDIS_END):]
+    else:
+        text = text.replace(END, END + "\n\n" + gen, 1) if END in text else text + "\n" + gen + "\n"
+    with open(md, "w") as f:
+        f.write(text)
+
+
 def main():
     if sys.argv[1:] == ["--facts"]:
         print(json.dumps({"scenario": "machine", "facts": machine()}))
+        return
+    if sys.argv[1] == "--redis":
+        redis_section(sys.argv[2], sys.argv[3])
         return
     src, out_dir, command = sys.argv[1], sys.argv[2], sys.argv[3]
     rows = [json.loads(l) for l in open(src) if l.strip().startswith("{")]
