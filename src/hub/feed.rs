@@ -27,8 +27,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::{end_frame, Channel, Frame, Hub};
 use crate::ids::{EventId, StreamName};
 use crate::metrics as m;
@@ -168,11 +166,8 @@ impl Hub {
                     tracing::warn!(reader, error = %e, "live feed failed; telling subscribers to retry");
                     metrics::counter!(m::LIVE_FEED_ERRORS).increment(1);
                     for (channel, _) in &followed {
-                        let _ = channel.tx.send(Frame {
-                            id: None,
-                            bytes: Bytes::new(),
-                            terminal: true,
-                        });
+                        // The same frame as a shutdown: retry later, resume.
+                        let _ = channel.tx.send(Frame::retry_later());
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

@@ -68,10 +68,11 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// The frame that tells every subscriber the server is shutting down:
-    /// no id, terminal. Its bytes are unused; each subscriber answers with
-    /// its own jittered `retry:`.
-    fn shutdown() -> Self {
+    /// The frame that tells every subscriber to come back later (the server
+    /// is shutting down, or the live feed lost a shared store): no id,
+    /// terminal. Its bytes are unused; each subscriber answers with its own
+    /// jittered `retry:`.
+    fn retry_later() -> Self {
         Self {
             id: None,
             bytes: Bytes::new(),
@@ -79,8 +80,8 @@ impl Frame {
         }
     }
 
-    /// Whether this is the shutdown frame.
-    pub fn is_shutdown(&self) -> bool {
+    /// Whether this is the "come back later" frame.
+    pub fn is_retry_later(&self) -> bool {
         self.id.is_none() && self.terminal
     }
 }
@@ -333,7 +334,7 @@ impl Hub {
     fn announce_shutdown(&self) {
         let live: Vec<Arc<Channel>> = self.channels().values().cloned().collect();
         for c in live {
-            let _ = c.tx.send(Frame::shutdown());
+            let _ = c.tx.send(Frame::retry_later());
         }
     }
 }

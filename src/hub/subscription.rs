@@ -221,20 +221,19 @@ impl Subscription {
                 self.prelude = VecDeque::new();
             }
             match self.rx.recv().await {
-                Ok(f) if f.is_shutdown() => return Some(self.shut_down()),
-                Ok(Frame {
-                    id: None,
-                    terminal: true,
-                    ..
-                }) => {
-                    // The live feed lost the store: come back and resume.
-                    self.ended = true;
-                    return Some(shutdown_retry(self.slot.hub.config().retry_ms));
-                }
+                // Shutdown, or (shared stores) the live feed lost the store:
+                // either way, come back later and resume.
+                Ok(f) if f.is_retry_later() => return Some(self.shut_down()),
                 Ok(Frame {
                     id: None, bytes, ..
                 }) => return Some(bytes),
                 Ok(Frame { id: Some(id), .. }) if id <= self.last => {}
+                Ok(Frame { terminal: true, .. }) if self.slot.hub.shutdown().is_cancelled() => {
+                    // A generation ended by this very shutdown: the client is
+                    // told to come back rather than that the answer is done,
+                    // whichever of the two frames reached the ring first.
+                    return Some(self.shut_down());
+                }
                 Ok(Frame {
                     id: Some(id),
                     bytes,
