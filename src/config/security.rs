@@ -58,8 +58,9 @@ pub struct SecurityArgs {
     #[arg(long, env = "RILL_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Most open connections; more are accepted and closed at once.
-    #[arg(long, env = "RILL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Most open connections; more are accepted and closed at once. Keep it
+    /// above --max-subscribers, whose answer (200, retry:) is the polite one.
+    #[arg(long, env = "RILL_MAX_CONNECTIONS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
 
     /// Seconds a connection may take to send its request headers (and its
