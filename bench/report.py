@@ -174,11 +174,15 @@ REDIS_START, REDIS_END = "<!-- redis:start -->", "<!-- redis:end -->"
 def redis_section(src, md):
     """Writes the Redis probe's lines (bench/redis-latency.sh) into RESULTS.md."""
     rows = []
+    setup = ""
     for line in open(src):
+        if line.startswith("== "):
+            setup = re.sub(r", \d+ events$", "", line[3:].strip())
+            continue
         m = re.match(r"(.+): n=(\d+) p50=(\d+)us p90=(\d+)us p99=(\d+)us max=(\d+)us", line.strip())
         if m:
             what, n, *us = m.groups()
-            rows.append(f"| {what} | {n} | " + " | ".join(f"{int(v) / 1000:.2f}" for v in us) + " |")
+            rows.append(f"| {setup}: {what} | {n} | " + " | ".join(f"{int(v) / 1000:.2f}" for v in us) + " |")
     if not rows:
         sys.exit(f"no latency lines in {src}")
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())

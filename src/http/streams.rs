@@ -91,7 +91,9 @@ pub async fn subscribe(
             }
         }
         let outcome = st.hub.subscribe(&name, &resume).await?;
-        super::record_stream(name.as_str(), *st.hub.channel(&name).subscribers().borrow());
+        super::record_stream(name.as_str(), || {
+            *st.hub.channel(&name).subscribers().borrow()
+        });
         tracing::debug!("subscribed");
         Ok(respond(outcome, retry))
     }
@@ -129,7 +131,9 @@ pub async fn publish(
             "streams named {GENERATION_PREFIX}* belong to generations and _* to rill; publish elsewhere"
         )));
     }
-    super::record_stream(name.as_str(), *st.hub.channel(&name).subscribers().borrow());
+    super::record_stream(name.as_str(), || {
+        *st.hub.channel(&name).subscribers().borrow()
+    });
     let record = st.hub.publish(&name, &draft).await?;
     let id = record.id.to_string();
     Ok((StatusCode::CREATED, Json(Published { id })).into_response())
