@@ -62,6 +62,10 @@ pub async fn healthz(State(st): State<AppState>) -> Response {
 pub async fn metrics(State(st): State<AppState>) -> Response {
     match &st.metrics {
         Some(h) => {
+            // Counted once, in the hub, on the hot path; copied here.
+            let (published, delivered) = st.hub.totals();
+            metrics::counter!(crate::metrics::EVENTS_PUBLISHED).absolute(published);
+            metrics::counter!(crate::metrics::EVENTS_DELIVERED).absolute(delivered);
             let mut text = h.render();
             stream_subscribers(&mut text, &st.hub.subscribers_per_stream());
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

@@ -78,9 +78,6 @@ pub struct Subscription {
     backlog: VecDeque<Record>,
     caught_up: bool,
     ended: bool,
-    /// `rill_events_delivered_total`, looked up once: the `counter!` macro
-    /// looks the key up in the registry on every call.
-    delivered: metrics::Counter,
 }
 
 impl Hub {
@@ -150,7 +147,6 @@ impl Hub {
             backlog: VecDeque::new(),
             caught_up: false,
             ended,
-            delivered: metrics::counter!(m::EVENTS_DELIVERED),
         };
         if started && self.store().shared() {
             self.wake_reader(name).await;
@@ -259,7 +255,6 @@ impl Subscription {
             .inner
             .delivered
             .fetch_add(1, Ordering::Relaxed);
-        self.delivered.increment(1);
         bytes
     }
 
