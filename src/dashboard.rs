@@ -80,7 +80,7 @@ pub async fn run(hub: Hub, generations: Generations, every: Duration) {
             Ok(d) => d,
             Err(_) => continue,
         };
-        if let Err(e) = hub.publish(&name, &Draft::message(data)).await {
+        if let Err(e) = hub.publish(&name, &Draft::message(data), None).await {
             tracing::warn!(error = %e, "dashboard snapshot not published");
         }
     }
@@ -99,7 +99,7 @@ async fn snapshot(
         .map(|d| d.as_secs_f64() * 1000.0)
         .collect();
     ttft.sort_by(f64::total_cmp);
-    let streams = hub.store().list().await.map(|l| l.len()).unwrap_or(0);
+    let streams = hub.store().log.list().await.map(|l| l.len()).unwrap_or(0);
     Snapshot {
         at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)

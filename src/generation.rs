@@ -1,47 +1,44 @@
 //! Generations: a model's answer written into a stream.
 //!
 //! Starting a generation creates a stream `gen-<id>` whose event ids carry
-//! the prefix `<id>` on the wire, and a task that reads the back-end's tokens
-//! and publishes each as a `message` event, then `event: done` (or
-//! `event: error`) as the terminal event. Browsers read the stream, so they
-//! can leave and come back.
+//! the prefix `<id>` on the wire, owned by the `sub` that started it, and a
+//! task that reads the back-end's tokens and publishes each as a `message`
+//! event, then `event: done` (or `event: failed`) as the terminal event
+//! (see [`run`]). Browsers read the stream, so they can leave and come back.
 //!
-//! The task stops, and drops the upstream request with it, when
-//! - someone calls [`Generations::cancel`] (`done_reason: "cancelled"`), or
-//! - nobody has listened for the grace period (`cancelled_by:
-//!   "no_listeners"`), unless the grace is "never", or
-//! - the server shuts down (`cancelled_by: "shutdown"`).
+//! Starting is bounded: at most `--max-generations` run on a node and at
+//! most `--max-generations-per-sub` for one subject (or, without auth, one
+//! client address); past either, nothing starts upstream. A start may carry
+//! an idempotency key: a retry with the same key gets the generation the
+//! first attempt started, and starts nothing.
 //!
-//! Only the waits on the upstream race with those stops; a publish, once
-//! begun, completes, so every event in the store also reached the live
-//! subscribers. An upstream that fails, sends garbage, ends early or goes
-//! silent past the timeout ends the stream with `event: error`.
+//! Every generation task is tracked, so a shutdown waits for each to write
+//! its final `done` (`cancelled_by: "shutdown"`) before the process exits.
 //!
 //! With a shared store the owner also holds a lease; see [`lease`].
 
 pub mod lease;
+pub mod policy;
+mod run;
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::StreamExt;
 use rand::Rng;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::backend::{Backend, BackendError, Chunk, Finish, GenerateRequest};
+use crate::backend::{Backend, GenerateRequest};
 use crate::hub::Hub;
 use crate::ids::StreamName;
 use crate::metrics as m;
-use crate::sse::EventType;
-use crate::store::{Draft, StoreError};
+use crate::store::{Claim, IdempotencyKey, StoreError, StreamSpec};
 
 /// Names of generation streams start with this.
 pub const GENERATION_PREFIX: &str = "gen-";
 
-/// Timings of generations.
+/// Timings and caps of generations.
 #[derive(Debug, Clone, Copy)]
 pub struct GenerationConfig {
     /// Cancel a generation nobody has listened to for this long; `None`: never.
@@ -50,6 +47,12 @@ pub struct GenerationConfig {
     pub upstream_timeout: Duration,
     /// With a shared store: how long the owner's lease lasts unrenewed.
     pub lease: Duration,
+    /// Most generations running on this node.
+    pub max_running: usize,
+    /// Most generations running for one subject (or client address).
+    pub max_per_starter: usize,
+    /// How long an idempotency key of a start is remembered.
+    pub key_ttl: Duration,
 }
 
 /// A started generation.
@@ -67,6 +70,59 @@ pub struct Started {
     /// The stream's name.
     #[serde(skip)]
     pub stream_name: StreamName,
+    /// False when an idempotency key matched an earlier start: this is that
+    /// generation, and nothing new started.
+    #[serde(skip)]
+    pub fresh: bool,
+}
+
+impl Started {
+    fn of(id: String, fresh: bool) -> Result<Self, StartError> {
+        let stream_name = Generations::stream_of(&id)
+            .map_err(|e| StartError::Store(StoreError::Unavailable(e.to_string())))?;
+        Ok(Started {
+            stream: format!("/v1/streams/{stream_name}"),
+            replay: format!("/v1/streams/{stream_name}?lastEventId={id}.0"),
+            id,
+            stream_name,
+            fresh,
+        })
+    }
+}
+
+/// Who starts a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Starter {
+    /// The token's subject, with auth on: the generation's owner.
+    pub sub: Option<String>,
+    /// What the per-starter cap counts under: the subject, or without auth
+    /// the client's address.
+    pub key: String,
+}
+
+/// Why a generation did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A cap on running generations is reached.
+    #[error(
+        "{running} generations are running {scope}, the limit ({flag}); try again when one ends"
+    )]
+    TooMany {
+        /// Where: "on this node" or "for you".
+        scope: &'static str,
+        /// The flag that sets the limit.
+        flag: &'static str,
+        /// How many run.
+        running: usize,
+    },
+}
+
+struct Running {
+    cancel: CancellationToken,
+    starter: String,
 }
 
 /// The running generations of this node.
@@ -74,20 +130,13 @@ pub struct Started {
 pub struct Generations {
     hub: Hub,
     config: GenerationConfig,
-    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
-    recent_ttft: Arc<Mutex<std::collections::VecDeque<Duration>>>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
+    recent_ttft: Arc<Mutex<VecDeque<Duration>>>,
+    tracker: TaskTracker,
 }
 
 /// How many recent times to first token [`Generations::recent_ttft`] keeps.
 const RECENT_TTFT: usize = 64;
-
-/// How a generation ended.
-enum Outcome {
-    Finished(Finish),
-    Cancelled(&'static str),
-    Failed(BackendError),
-    StoreFailed(StoreError),
-}
 
 impl Generations {
     /// A registry that publishes into `hub`.
@@ -96,7 +145,8 @@ impl Generations {
             hub,
             config,
             running: Arc::new(Mutex::new(HashMap::new())),
-            recent_ttft: Arc::new(Mutex::new(std::collections::VecDeque::new())),
+            recent_ttft: Arc::new(Mutex::new(VecDeque::new())),
+            tracker: TaskTracker::new(),
         }
     }
 
@@ -105,52 +155,113 @@ impl Generations {
         StreamName::new(format!("{GENERATION_PREFIX}{id}"))
     }
 
-    /// Starts `request` on `backend`.
+    /// The generation id of stream `name`, if it is a generation's.
+    pub fn id_of(name: &StreamName) -> Option<&str> {
+        name.as_str().strip_prefix(GENERATION_PREFIX)
+    }
+
+    /// Starts `request` on `backend` for `starter`. With `key`, a retry of
+    /// a start already made answers that generation and starts nothing.
     pub async fn start(
         &self,
         backend: Arc<dyn Backend>,
         request: GenerateRequest,
-    ) -> Result<Started, StoreError> {
-        let id = new_id();
-        let stream_name =
-            Self::stream_of(&id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        if self.hub.store().shared() {
-            // Taken before the stream exists: no sweeper can end it early,
-            // and a failed start leaves no unleased, never-ending stream.
-            self.hub
-                .store()
-                .renew_lease(&stream_name, self.config.lease)
-                .await?;
+        starter: &Starter,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Started, StartError> {
+        let mut id = new_id();
+        if let Some(key) = key {
+            let scope = format!("gen:{}", starter.sub.as_deref().unwrap_or("-"));
+            let log = &self.hub.store().log;
+            if let Claim::Held(first) = log.claim(&scope, key, &id, self.config.key_ttl).await? {
+                let exists = match Self::stream_of(&first) {
+                    Ok(name) => log.read_after(&name, Default::default(), 0).await?.exists(),
+                    Err(_) => false,
+                };
+                if exists {
+                    return Started::of(first, false);
+                }
+                // The first attempt never made its stream: make it now.
+                id = first;
+            }
         }
-        self.hub
-            .store()
-            .create(&stream_name, Some(id.clone()))
-            .await?;
-        let cancel = self.hub.shutdown().child_token();
-        self.lock().insert(id.clone(), cancel.clone());
+        let started = Started::of(id.clone(), true)?;
+        let cancel = self.reserve(&id, &starter.key)?;
+        match self.open(&started.stream_name, &id, starter).await {
+            Ok(()) => {}
+            Err(StoreError::Exists(_)) => {
+                // A concurrent retry with the same key made it first.
+                self.lock().remove(&id);
+                return Ok(Started {
+                    fresh: false,
+                    ..started
+                });
+            }
+            Err(e) => {
+                self.lock().remove(&id);
+                return Err(e.into());
+            }
+        }
         metrics::counter!(m::GENERATIONS_STARTED, "backend" => backend.name()).increment(1);
         metrics::gauge!(m::GENERATIONS_ACTIVE).increment(1.0);
         let this = self.clone();
-        let name = stream_name.clone();
-        let gen_id = id.clone();
-        tokio::spawn(async move {
+        let name = started.stream_name.clone();
+        self.tracker.spawn(async move {
             this.run(backend, request, &name, cancel).await;
-            this.lock().remove(&gen_id);
+            this.lock().remove(&id);
             metrics::gauge!(m::GENERATIONS_ACTIVE).decrement(1.0);
         });
-        Ok(Started {
-            stream: format!("/v1/streams/{stream_name}"),
-            replay: format!("/v1/streams/{stream_name}?lastEventId={id}.0"),
-            id,
-            stream_name,
-        })
+        Ok(started)
+    }
+
+    /// Takes a place under the caps for generation `id` of `starter`.
+    fn reserve(&self, id: &str, starter: &str) -> Result<CancellationToken, StartError> {
+        let mut running = self.lock();
+        if running.len() >= self.config.max_running {
+            return Err(StartError::TooMany {
+                scope: "on this node",
+                flag: "--max-generations",
+                running: running.len(),
+            });
+        }
+        let mine = running.values().filter(|r| r.starter == starter).count();
+        if mine >= self.config.max_per_starter {
+            return Err(StartError::TooMany {
+                scope: "for you",
+                flag: "--max-generations-per-sub",
+                running: mine,
+            });
+        }
+        let cancel = self.hub.shutdown().child_token();
+        running.insert(
+            id.to_owned(),
+            Running {
+                cancel: cancel.clone(),
+                starter: starter.to_owned(),
+            },
+        );
+        Ok(cancel)
+    }
+
+    /// Makes the generation's stream (and, with a shared store, its lease).
+    async fn open(&self, name: &StreamName, id: &str, starter: &Starter) -> Result<(), StoreError> {
+        if let Some(leases) = &self.hub.store().leases {
+            // Taken before the stream exists: no sweeper can end it early,
+            // and a failed start leaves no unleased, never-ending stream.
+            leases.renew_lease(name, self.config.lease).await?;
+        }
+        let spec = StreamSpec {
+            prefix: id.to_owned(),
+            owner: starter.sub.clone(),
+        };
+        self.hub.store().log.create(name, spec).await
     }
 
     /// Cancels generation `id`; false if it is not running here.
     pub fn cancel(&self, id: &str) -> bool {
         match self.lock().get(id) {
-            Some(token) => {
-                token.cancel();
+            Some(r) => {
+                r.cancel.cancel();
                 true
             }
             None => false,
@@ -168,11 +279,11 @@ impl Generations {
         if self.cancel(id) {
             return Ok(true);
         }
-        if !self.hub.store().shared() {
+        let Some(leases) = &self.hub.store().leases else {
             return Ok(false);
-        }
+        };
         match Self::stream_of(id) {
-            Ok(name) => self.hub.store().request_cancel(&name).await,
+            Ok(name) => leases.request_cancel(&name).await,
             Err(_) => Ok(false),
         }
     }
@@ -180,6 +291,11 @@ impl Generations {
     /// Generations running on this node.
     pub fn active(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Every generation task, so shutdown can wait for them to end.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
     }
 
     /// Times to first token of the most recent generations, oldest first.
@@ -196,197 +312,8 @@ impl Generations {
         recent.push_back(ttft);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    async fn run(
-        &self,
-        backend: Arc<dyn Backend>,
-        request: GenerateRequest,
-        name: &StreamName,
-        cancel: CancellationToken,
-    ) {
-        let started = Instant::now();
-        // Holding the channel keeps its subscriber count alive for us.
-        let channel = self.hub.channel(name);
-        let mut listeners = channel.subscribers();
-        let store = self.hub.store().clone();
-        let local = listeners.clone();
-        let leased = async {
-            if store.shared() {
-                let ttl = self.config.lease;
-                lease::hold(store.as_ref(), name, ttl, self.config.grace, local).await
-            } else {
-                std::future::pending().await
-            }
-        };
-        // With a shared store the lease keeper also watches for listeners,
-        // on every node; the local count alone would miss the others.
-        let grace = self.config.grace.filter(|_| !store.shared());
-        let shutdown = self.hub.shutdown();
-        let stop = async {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => {
-                    if shutdown.is_cancelled() { "shutdown" } else { "request" }
-                }
-                by = leased => by,
-                _ = nobody_listens(&mut listeners, grace) => "no_listeners",
-            }
-        };
-        tokio::pin!(stop);
-        let mut stats = Stats::default();
-        let outcome = self
-            .relay(backend.as_ref(), &request, name, &mut stats, &mut stop)
-            .await;
-        let (draft, label) = match outcome {
-            Outcome::Finished(f) => (done_event(&f, &stats, started, None), "finished"),
-            Outcome::Cancelled(by) => {
-                let f = Finish {
-                    model: backend.model_for(&request),
-                    done_reason: "cancelled".into(),
-                    ..Finish::default()
-                };
-                (done_event(&f, &stats, started, Some(by)), "cancelled")
-            }
-            Outcome::Failed(e) => {
-                metrics::counter!(m::UPSTREAM_ERRORS, "kind" => e.kind()).increment(1);
-                tracing::warn!(stream = %name, error = %e, "generation failed");
-                let event = error_event(e.kind(), &e.to_string(), e.upstream_status());
-                (event, "failed")
-            }
-            Outcome::StoreFailed(e) => {
-                tracing::warn!(stream = %name, error = %e, "generation could not publish");
-                (error_event("store", &e.to_string(), None), "failed")
-            }
-        };
-        metrics::counter!(m::GENERATIONS_ENDED, "outcome" => label, "backend" => backend.name())
-            .increment(1);
-        if let Err(e) = self.hub.publish(name, &draft).await {
-            tracing::warn!(stream = %name, error = %e, "could not end generation stream");
-        }
-    }
-
-    /// Copies the back-end's tokens into the stream until the model is done,
-    /// fails, or `stop` resolves. Only waits on the upstream race with
-    /// `stop`; a publish, once begun, completes, so an event is never in the
-    /// store without having reached live subscribers. Returning drops the
-    /// token stream, and with it the upstream request.
-    async fn relay(
-        &self,
-        backend: &dyn Backend,
-        request: &GenerateRequest,
-        name: &StreamName,
-        stats: &mut Stats,
-        stop: &mut (impl Future<Output = &'static str> + Unpin),
-    ) -> Outcome {
-        let timeout = self.config.upstream_timeout;
-        let secs = timeout.as_secs();
-        let started = Instant::now();
-        let mut tokens = tokio::select! {
-            biased;
-            by = &mut *stop => return Outcome::Cancelled(by),
-            r = tokio::time::timeout(timeout, backend.generate(request)) => match r {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => return Outcome::Failed(e),
-                Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
-            },
-        };
-        let mut last = started;
-        loop {
-            let next = tokio::select! {
-                biased;
-                by = &mut *stop => return Outcome::Cancelled(by),
-                r = tokio::time::timeout(timeout, tokens.next()) => match r {
-                    Ok(n) => n,
-                    Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
-                },
-            };
-            let text = match next {
-                None => return Outcome::Failed(BackendError::Truncated),
-                Some(Err(e)) => return Outcome::Failed(e),
-                Some(Ok(Chunk::Done(f))) => return Outcome::Finished(f),
-                Some(Ok(Chunk::Token(t))) if t.is_empty() => continue,
-                Some(Ok(Chunk::Token(t))) => t,
-            };
-            let now = Instant::now();
-            if stats.tokens == 0 {
-                stats.first_token = Some(now - started);
-                self.note_ttft(now - started);
-                metrics::histogram!(m::TIME_TO_FIRST_TOKEN).record((now - started).as_secs_f64());
-            } else {
-                metrics::histogram!(m::INTER_TOKEN).record((now - last).as_secs_f64());
-            }
-            last = now;
-            stats.tokens += 1;
-            if let Err(e) = self.hub.publish(name, &Draft::message(text)).await {
-                return Outcome::StoreFailed(e);
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct Stats {
-    tokens: u64,
-    first_token: Option<Duration>,
-}
-
-/// Resolves once nobody has listened for `grace`; never when `grace` is `None`.
-async fn nobody_listens(listeners: &mut watch::Receiver<usize>, grace: Option<Duration>) {
-    let Some(grace) = grace else {
-        return std::future::pending().await;
-    };
-    loop {
-        if listeners.wait_for(|n| *n == 0).await.is_err() {
-            return std::future::pending().await;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(grace) => {
-                if *listeners.borrow() == 0 {
-                    return;
-                }
-            }
-            r = listeners.changed() => {
-                if r.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-        }
-    }
-}
-
-fn done_event(f: &Finish, stats: &Stats, started: Instant, cancelled_by: Option<&str>) -> Draft {
-    let mut body = serde_json::json!({
-        "model": f.model,
-        "done_reason": f.done_reason,
-        "tokens": stats.tokens,
-        "prompt_tokens": f.prompt_tokens,
-        "completion_tokens": f.completion_tokens,
-        "time_to_first_token_ms": stats.first_token.map(|d| d.as_millis() as u64),
-        "duration_ms": started.elapsed().as_millis() as u64,
-    });
-    if let Some(by) = cancelled_by {
-        body["cancelled_by"] = by.into();
-    }
-    Draft {
-        event_type: EventType::new("done").ok(),
-        data: body.to_string(),
-        terminal: true,
-    }
-}
-
-fn error_event(kind: &str, message: &str, upstream_status: Option<u16>) -> Draft {
-    let body = serde_json::json!({
-        "error": kind,
-        "message": message,
-        "upstream_status": upstream_status,
-    });
-    Draft {
-        event_type: EventType::new("error").ok(),
-        data: body.to_string(),
-        terminal: true,
     }
 }
 

@@ -119,11 +119,12 @@ impl FromStr for WireId {
     }
 }
 
-/// Formats an id for the wire with an optional prefix.
+/// Formats an id for the wire with an optional prefix (an empty prefix is
+/// none).
 pub fn wire_id(prefix: Option<&str>, id: EventId) -> String {
     match prefix {
-        Some(p) => format!("{p}.{id}"),
-        None => id.to_string(),
+        Some(p) if !p.is_empty() => format!("{p}.{id}"),
+        _ => id.to_string(),
     }
 }
 

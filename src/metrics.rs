@@ -52,7 +52,7 @@ pub const STREAM_SUBSCRIBERS: &str = "rill_stream_subscribers";
 
 /// Label values known in advance, so their series read 0 before the first
 /// occurrence instead of being absent.
-const KNOWN_LABELS: [(&str, &str, &[&str]); 4] = [
+const KNOWN_LABELS: [(&str, &str, &[&str]); 5] = [
     (
         CONNECTIONS_DROPPED,
         "reason",
@@ -73,7 +73,21 @@ const KNOWN_LABELS: [(&str, &str, &[&str]); 4] = [
             "too_many_streams",
             "conflict",
             "store_unavailable",
+            "store_full",
+            "forbidden",
+            "unsupported_media_type",
+            "model_not_allowed",
+            "option_not_allowed",
+            "one_choice_only",
+            "output_tokens",
+            "too_many_generations",
+            "idempotency_key_reused",
         ],
+    ),
+    (
+        GENERATIONS_STARTED,
+        "backend",
+        &["mock", "ollama", "openai"],
     ),
     (
         UPSTREAM_ERRORS,

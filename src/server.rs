@@ -20,6 +20,7 @@ use crate::config::security::SecurityArgs;
 use crate::config::{BackendKind, ConfigError, ServeArgs};
 use crate::generation::Generations;
 use crate::http::accept::ServeOptions;
+use crate::http::demo::SeedAnswer;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::store::memory::MemoryStore;
@@ -55,23 +56,27 @@ pub enum ServerError {
 /// Builds the application state from `args`.
 pub fn build(args: &ServeArgs, shutdown: CancellationToken) -> Result<AppState, ServerError> {
     args.validate()?;
-    let store: Arc<dyn Store> = match args.redis() {
-        Some(redis) => Arc::new(
+    let store = match args.redis() {
+        Some(redis) => Store::shared(Arc::new(
             RedisStore::new(&redis, args.retention(), args.max_streams)
                 .map_err(|e| ConfigError::new(format!("--store: {e}")))?,
-        ),
-        None => Arc::new(MemoryStore::new(args.retention(), args.max_streams)),
+        )),
+        None => Store::local(Arc::new(MemoryStore::new(
+            args.retention(),
+            args.max_streams,
+            args.max_store_bytes,
+        ))),
     };
     let hub = Hub::new(store, args.hub(), shutdown);
-    let demo = Arc::new(MockBackend::seed(Duration::from_millis(
-        args.mock_delay_ms,
-    ))?);
-    let backend = backend(args, &demo)?;
+    let delay = Duration::from_millis(args.mock_delay_ms);
+    let mock = Arc::new(MockBackend::seed(delay)?);
+    let backend = backend(args, &mock)?;
     Ok(AppState {
         generations: Generations::new(hub.clone(), args.generations()),
+        seed: Arc::new(SeedAnswer::new(&mock, delay)),
         hub,
         backend,
-        demo,
+        policy: Arc::new(args.generation.policy()),
         max_event_bytes: args.max_event_bytes,
         metrics: crate::metrics::install(),
     })
@@ -111,20 +116,31 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
         state.generations.clone(),
         Duration::from_secs(1),
     ));
-    if state.hub.store().shared() {
+    if state.hub.store().is_shared() {
         for reader in 0..args.redis_readers as usize {
             tokio::spawn(state.hub.clone().run_feed(reader));
         }
-        tokio::spawn(state.generations.clone().run_orphan_sweeper());
+        tokio::spawn(state.generations.clone().run_marker());
     }
+    let generations = state.generations.clone();
     let app = secure(http::router(state), &args.security, retry_ms)?;
     let opts = serve_options(&args)?;
-    http::accept::serve_with(listener, app, shutdown, opts)
-        .await
-        .map_err(|source| ServerError::Io {
-            context: "server failed".into(),
-            source,
-        })
+    let drain = opts.drain;
+    let served = http::accept::serve_with(listener, app, shutdown, opts).await;
+    // Every generation ends with its `done` (cancelled_by: shutdown) in the
+    // store before the process exits.
+    let tracker = generations.tracker();
+    tracker.close();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            running = generations.active(),
+            "generations still running after {drain:?}; exiting anyway"
+        );
+    }
+    served.map_err(|source| ServerError::Io {
+        context: "server failed".into(),
+        source,
+    })
 }
 
 /// Puts the auth guard (when a key is configured) and CORS around `app`.

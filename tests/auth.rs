@@ -246,7 +246,7 @@ async fn an_expired_token_ends_the_open_stream_and_cannot_reconnect() {
     assert!(rest.is_empty(), "{rest:?}");
     assert!(sub.closed, "the stream should end at the token's expiry");
     let raw = String::from_utf8_lossy(&sub.raw);
-    assert!(raw.ends_with(": token expired\nretry: 2000\n\n"), "{raw:?}");
+    assert!(raw.ends_with(": token expired\nretry: 2000\n"), "{raw:?}");
     let again = get(&s.url("/v1/streams/clock"), &[("authorization", &bearer)]).await;
     assert_eq!(again.status(), 401);
 }

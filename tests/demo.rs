@@ -1,13 +1,16 @@
 //! The seed's demo at `/sse`, over real HTTP against the real binary: the
 //! recorded answer token by token, `done`, headers, content negotiation,
-//! resume without gap or duplicate, `204` after `done`, cancellation of an
-//! answer nobody reads, keep-alives, shutdown and `RILL_LISTEN`.
+//! resume without gap or duplicate, `204` after `done`, that `/sse` reads
+//! the recording and nothing else and costs nothing that outlives a
+//! visitor, keep-alives, shutdown and `RILL_LISTEN`.
 mod common;
 
 use std::time::Duration;
 
+use common::jwt::{hs256, now, post, SECRET};
 use common::{SseClient, TestServer};
 use rill::sse::ParsedEvent;
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -30,13 +33,21 @@ fn recorded_tokens() -> Vec<String> {
     tokens
 }
 
-/// The numeric part of a `<generation>.<n>` id.
+/// The numeric part of a `<recording>.<n>` id.
 fn seq(ev: &ParsedEvent) -> u64 {
     let (_, n) = ev
         .last_event_id
         .rsplit_once('.')
-        .unwrap_or_else(|| panic!("id {:?} has no generation prefix", ev.last_event_id));
+        .unwrap_or_else(|| panic!("id {:?} has no recording prefix", ev.last_event_id));
     n.parse().expect("numeric id")
+}
+
+/// The lines of the raw bytes (LF-only framing, as rill writes).
+fn lines(raw: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn done_json(ev: &ParsedEvent) -> serde_json::Value {
@@ -61,7 +72,7 @@ async fn answer_is_exact_one_event_per_token_then_done() {
     let mut c = SseClient::open(&server.url("/sse"), &[]).await;
     assert_eq!(c.status, 200);
     let h = &c.headers;
-    assert_eq!(h["content-type"], "text/event-stream");
+    assert_eq!(h["content-type"], "text/event-stream; charset=utf-8");
     assert_eq!(h["cache-control"], "no-cache");
     assert_eq!(h["x-accel-buffering"], "no");
     let events = c.collect(WAIT).await;
@@ -79,8 +90,16 @@ async fn answer_is_exact_one_event_per_token_then_done() {
     assert_eq!(text, tokens.concat());
     assert!(text.contains(":\n\n"), "the token \":\\n\\n\" survives");
 
-    // Every event block carries its own id, and ids count up from 1.
-    let event_blocks: Vec<String> = blocks(&c.raw)
+    // The opening `retry:` has no blank line of its own (it rides in front
+    // of the first event's block); every event block carries its own id,
+    // and ids count up from 1.
+    let raw = String::from_utf8_lossy(&c.raw).into_owned();
+    let (retry, rest) = raw.split_once('\n').expect("a first line");
+    assert!(
+        retry.starts_with("retry: ") && rest.starts_with("id: "),
+        "{raw:.80}"
+    );
+    let event_blocks: Vec<String> = blocks(rest.as_bytes())
         .into_iter()
         .filter(|b| b.contains("data: "))
         .collect();
@@ -124,7 +143,10 @@ async fn accept_negotiation() {
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status().as_u16(), 200, "Accept: {accept:?}");
-        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        assert_eq!(
+            res.headers()["content-type"],
+            "text/event-stream; charset=utf-8"
+        );
         let body = res.text().await.unwrap();
         assert!(body.contains("event: done"), "Accept: {accept:?}");
     }
@@ -133,7 +155,7 @@ async fn accept_negotiation() {
 #[tokio::test]
 async fn resume_after_cuts_loses_and_repeats_nothing() {
     let tokens = recorded_tokens();
-    let server = TestServer::start(&["--mock-delay-ms", "10", "--generation-grace", "10"]);
+    let server = TestServer::start(&["--mock-delay-ms", "10"]);
     let mut seen: Vec<ParsedEvent> = Vec::new();
     let mut last_id: Option<String> = None;
     // Read this many events on each connection, then drop it.
@@ -195,70 +217,95 @@ async fn after_done_was_seen_the_answer_is_204() {
 }
 
 #[tokio::test]
-async fn a_generation_nobody_reads_is_cancelled() {
-    // 69 tokens 100 ms apart take about 7 s; the grace is 0.3 s.
-    let server = TestServer::start(&["--mock-delay-ms", "100", "--generation-grace", "0.3"]);
-    let mut c = SseClient::open(&server.url("/sse"), &[]).await;
-    let first = c.next_event(WAIT).await.expect("first token");
-    let prefix = first.last_event_id.rsplit_once('.').unwrap().0.to_owned();
-    drop(c);
-    // Wait, without listening, until the stream has ended (well before the
-    // 7 s the whole answer takes).
-    let stream = format!("gen-{prefix}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
-    loop {
-        let list = common::get_json(server.url("/v1/streams")).await;
-        let ended = list["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["name"] == stream.as_str() && s["finished"] == true);
-        if ended {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never cancelled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+async fn sse_reads_the_recording_whatever_id_it_is_given() {
+    let tokens = recorded_tokens();
+    let server = TestServer::start(&["--auth-jwt-secret", SECRET, "--mock-delay-ms", "1"]);
+    // Someone starts a generation with a prompt of their own.
+    let token = hs256(json!({"sub": "alice", "exp": now() + 60, "rill": {"generate": true}}));
+    let res = post(
+        &server.url("/v1/generations"),
+        Some(&token),
+        json!({"prompt": "my secret plan for the planets"}),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 201);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An anonymous visitor names that generation's ids in every way /sse
+    // reads one: it gets a reset and the recording, nothing of the other.
+    let by_header = vec![("last-event-id", format!("{id}.0"))];
+    let paths = [
+        ("/sse".to_owned(), by_header),
+        (format!("/sse?lastEventId={id}.0"), vec![]),
+        (format!("/sse?lastEventId={id}.3"), vec![]),
+    ];
+    for (path, headers) in paths {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut c = SseClient::open(&server.url(&path), &headers).await;
+        assert_eq!(c.status, 200, "{path}");
+        let events = c.collect(WAIT).await;
+        assert_eq!(events[0].event_type, "reset", "{path}");
+        let text: String = events[1..70].iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(text, tokens.concat(), "{path}");
+        assert!(!String::from_utf8_lossy(&c.raw).contains("secret"));
+        assert!(events.iter().all(|e| !e.last_event_id.starts_with(&id)));
     }
-
-    // Replay the whole stream: it ended early, cancelled for lack of listeners.
-    let mut c = SseClient::open(&server.url(&format!("/sse?lastEventId={prefix}.0")), &[]).await;
-    assert_eq!(c.status, 200);
-    let events = c.collect(WAIT).await;
-    assert!(c.closed);
-    let (last, messages) = events.split_last().expect("events");
-    let done = done_json(last);
-    assert_eq!(done["done_reason"], "cancelled");
-    assert_eq!(done["cancelled_by"], "no_listeners");
-    let tokens = done["tokens"].as_u64().unwrap();
-    assert!(tokens < 69, "cancelled after {tokens} tokens");
-    assert_eq!(messages.len() as u64, tokens);
-    assert!(messages.iter().all(|e| e.event_type == "message"));
-    assert!(events.iter().all(|e| e.last_event_id.starts_with(&prefix)));
 }
 
 #[tokio::test]
-async fn a_quick_reconnect_within_the_grace_resumes_the_same_answer() {
-    let tokens = recorded_tokens();
-    let server = TestServer::start(&["--mock-delay-ms", "20", "--generation-grace", "3"]);
-    let mut c = SseClient::open(&server.url("/sse"), &[]).await;
-    let mut seen = Vec::new();
-    for _ in 0..5 {
-        seen.push(c.next_event(WAIT).await.expect("token"));
+async fn page_views_keep_nothing_and_lock_nobody_out() {
+    let server = TestServer::start(&["--max-streams", "2", "--mock-delay-ms", "1"]);
+    // Many visitors: half read the whole answer, half leave at once.
+    for i in 0..60 {
+        let mut c = SseClient::open(&server.url("/sse"), &[]).await;
+        assert_eq!(c.status, 200);
+        if i % 2 == 0 {
+            assert_eq!(c.collect(WAIT).await.len(), 70);
+        } else {
+            c.next_event(WAIT).await.expect("a token");
+        }
     }
-    drop(c);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let id = seen.last().unwrap().last_event_id.clone();
-    let mut c = SseClient::open(&server.url("/sse"), &[("last-event-id", &id)]).await;
-    seen.extend(c.collect(WAIT).await);
-    let text: String = seen[..seen.len() - 1]
-        .iter()
-        .map(|e| e.data.as_str())
-        .collect();
-    assert_eq!(text, tokens.concat());
-    let done = done_json(seen.last().unwrap());
-    assert_eq!(done["done_reason"], "stop");
-    assert_eq!(done["tokens"], 69);
-    assert!(done.get("cancelled_by").is_none());
+    // Nothing outlives them: no stream is kept, both places under
+    // --max-streams are free, and a generation still starts.
+    let list = common::get_json(server.url("/v1/streams")).await;
+    assert_eq!(list["streams"], json!([]), "{list}");
+    common::publish(&server.base, "a", "x", None).await;
+    let res = post(
+        &server.url("/v1/generations"),
+        None,
+        json!({"prompt": "hi"}),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 201);
+}
+
+#[tokio::test]
+async fn a_viewer_over_the_subscriber_limit_is_told_to_retry_not_refused() {
+    let server = TestServer::start(&["--max-subscribers", "1", "--mock-delay-ms", "500"]);
+    let mut first = SseClient::open(&server.url("/sse"), &[]).await;
+    first.next_event(WAIT).await.expect("a token");
+    let text = common::metrics_text(&server.base).await;
+    assert_eq!(common::sample(&text, "rill_subscribers"), Some(1.0));
+    let mut second = SseClient::open(&server.url("/sse"), &[]).await;
+    assert_eq!(second.status, 200, "never 503: EventSource would give up");
+    assert!(second.collect(WAIT).await.is_empty());
+    assert!(second.closed);
+    assert!(second.retry().is_some_and(|ms| ms >= 1000));
+    drop(first);
+    // The place is given back when the viewer leaves.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut again = SseClient::open(&server.url("/sse"), &[]).await;
+        if again.next_event(Duration::from_secs(2)).await.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+    }
 }
 
 #[tokio::test]
@@ -268,8 +315,13 @@ async fn idle_streams_get_keepalive_comments() {
     assert_eq!(c.status, 200);
     assert!(c.next_event(Duration::from_millis(3500)).await.is_none());
     assert!(!c.closed);
-    let comments = blocks(&c.raw).iter().filter(|b| b.as_str() == ":").count();
+    // Each keep-alive is one `:` line, with no blank line after it (a blank
+    // line makes several popular clients dispatch an empty event).
+    let raw = String::from_utf8_lossy(&c.raw).into_owned();
+    assert!(!raw.contains("\n\n"), "no blank line at all: {raw:?}");
+    let comments = lines(&c.raw).iter().filter(|l| l.as_str() == ":").count();
     assert!(comments >= 2, "keep-alives seen: {comments}");
+    assert!(raw.starts_with("retry: "), "{raw:?}");
 }
 
 #[tokio::test]
@@ -286,6 +338,13 @@ async fn sigterm_tells_open_streams_to_retry_and_exits_zero() {
     let mut named = SseClient::open(&server.url("/v1/streams/news"), &[]).await;
     demo.next_event(WAIT).await.expect("a token");
     let base = server.base.clone();
+    let res = post(
+        &server.url("/v1/generations"),
+        None,
+        json!({"prompt": "hi"}),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 201);
     common::publish(&base, "news", "before", None).await;
     named.next_event(WAIT).await.expect("an event");
 
@@ -297,17 +356,24 @@ async fn sigterm_tells_open_streams_to_retry_and_exits_zero() {
         let rest = c.collect(Duration::from_secs(10)).await;
         assert!(c.closed, "the stream was closed");
         assert!(rest.iter().all(|e| e.event_type != "done"));
-        let last = blocks(&c.raw).pop().expect("blocks");
+        let last = lines(&c.raw).pop().expect("lines");
         let ms: u64 = last
             .strip_prefix("retry: ")
-            .unwrap_or_else(|| panic!("last block is {last:?}"))
+            .unwrap_or_else(|| panic!("last line is {last:?}"))
             .parse()
             .unwrap();
         assert!((1000..=4000).contains(&ms), "jittered retry {ms}");
     }
-    let (_server, status) = waiter.await.unwrap();
+    let (server, status) = waiter.await.unwrap();
     let status = status.expect("exited within 10 s");
     assert!(status.success(), "exit status {status:?}");
+    // The running generation wrote its end before the process exited.
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("generation cancelled") && l.contains("shutdown")),
+        "{log}"
+    );
     assert!(reqwest::get(format!("{base}/healthz")).await.is_err());
 }
 

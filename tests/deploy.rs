@@ -178,7 +178,7 @@ async fn nginx_example_config_passes_events_through_without_buffering() {
         sub.headers
             .get("content-type")
             .and_then(|v| v.to_str().ok()),
-        Some("text/event-stream")
+        Some("text/event-stream; charset=utf-8")
     );
     // Each event must come through on its own, before the next is published:
     // a buffering proxy would hold small events back.

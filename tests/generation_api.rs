@@ -40,7 +40,7 @@ async fn a_planet_prompt_replays_the_seed_answer_exactly() {
 
 #[tokio::test]
 async fn an_unknown_prompt_gets_the_same_made_up_answer_each_time() {
-    let server = TestServer::start(&["--mock-delay-ms", "1"]);
+    let server = TestServer::start(&["--mock-delay-ms", "1", "--allowed-model", "tiny"]);
     let body = json!({"messages": [{"role": "user", "content": "What is rill?"}], "model": "tiny"});
     let (_, first) = start_generation(&server.base, body.clone()).await;
     let (_, second) = start_generation(&server.base, body).await;

@@ -40,9 +40,10 @@ async fn prompt_streams_the_generate_recording_exactly() {
     assert_eq!(seen[0].path, "/api/generate");
     assert_eq!(seen[0].body["prompt"], "Tell me about the planets");
     assert_eq!(seen[0].body["stream"], true);
+    // The caller's options, and the output cap (--max-output-tokens).
     assert_eq!(
         seen[0].body["options"],
-        json!({"temperature": 0.1, "seed": 42})
+        json!({"temperature": 0.1, "seed": 42, "num_predict": 4096})
     );
 }
 
@@ -91,7 +92,7 @@ async fn an_error_line_mid_stream_ends_with_an_error_event() {
         + "{\"error\":\"an error was encountered while running the model: unexpected EOF\"}\n";
     let (text, kind, err) = failing(&lines, After::End, &[]).await;
     assert_eq!(text, "Mars is red");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "upstream");
     assert!(err["message"].as_str().unwrap().contains("unexpected EOF"));
     assert_eq!(err["upstream_status"], serde_json::Value::Null);
@@ -101,7 +102,7 @@ async fn an_error_line_mid_stream_ends_with_an_error_event() {
 async fn a_broken_connection_mid_stream_ends_with_an_error_event() {
     let (text, kind, err) = failing(&first_lines(CHAT, 3), After::Abort, &[]).await;
     assert_eq!(text, "Mars is red");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "interrupted");
 }
 
@@ -109,7 +110,7 @@ async fn a_broken_connection_mid_stream_ends_with_an_error_event() {
 async fn a_stream_that_ends_without_done_is_an_error() {
     let (text, kind, err) = failing(&first_lines(CHAT, 5), After::End, &[]).await;
     assert_eq!(text, "Mars is red because its");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "truncated");
 }
 
@@ -118,7 +119,7 @@ async fn garbage_is_an_error() {
     let lines = first_lines(CHAT, 1) + "<html><body>502 Bad Gateway</body></html>\n";
     let (text, kind, err) = failing(&lines, After::End, &[]).await;
     assert_eq!(text, "Mars");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "protocol");
 }
 
@@ -129,7 +130,7 @@ async fn a_silent_upstream_times_out_and_is_hung_up_on() {
     let (_, stream) = start_generation(&rill.base, json!({"prompt": "hi"})).await;
     let (text, end) = read_generation(&rill.base, &stream).await;
     assert_eq!(text, "Mars is");
-    assert_eq!(end.event_type, "error");
+    assert_eq!(end.event_type, "failed");
     assert_eq!(json(&end)["error"], "timeout");
     assert!(FakeModel::reaches(&fake.disconnects, 1, WAIT).await);
 }
@@ -138,13 +139,13 @@ async fn a_silent_upstream_times_out_and_is_hung_up_on() {
 async fn an_error_status_carries_the_upstream_status() {
     let body = r#"{"error":"model \"llama9\" not found, try pulling it first"}"#;
     let fake = FakeModel::start(Reply::Status(404, body)).await;
-    let rill = rill_for("ollama", &fake, &[]);
+    let rill = rill_for("ollama", &fake, &["--allowed-model", "llama9"]);
     let (_, stream) =
         start_generation(&rill.base, json!({"prompt": "hi", "model": "llama9"})).await;
     let (text, end) = read_generation(&rill.base, &stream).await;
     assert_eq!(text, "");
     let err = json(&end);
-    assert_eq!(end.event_type, "error");
+    assert_eq!(end.event_type, "failed");
     assert_eq!(err["error"], "status");
     assert_eq!(err["upstream_status"], 404);
     assert!(err["message"].as_str().unwrap().contains("not found"));
@@ -193,7 +194,7 @@ async fn an_upstream_that_is_down_is_an_error() {
     let (_, stream) = start_generation(&rill.base, json!({"prompt": "hi"})).await;
     let (_, end) = read_generation(&rill.base, &stream).await;
     let err = json(&end);
-    assert_eq!(end.event_type, "error");
+    assert_eq!(end.event_type, "failed");
     assert_eq!(err["error"], "connect");
     assert_eq!(err["upstream_status"], serde_json::Value::Null);
 }

@@ -111,7 +111,7 @@ async fn failing(reply: Reply) -> (String, String, serde_json::Value) {
 async fn a_stream_cut_before_done_is_an_error() {
     let (text, kind, err) = failing(Reply::sse(&first_events(4), MS, After::End)).await;
     assert_eq!(text, "Mercury, Venus");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "truncated");
 }
 
@@ -127,7 +127,7 @@ async fn invalid_json_in_a_chunk_is_an_error() {
     let body = first_events(2) + "data: {\"choices\":[{\"delta\":{\"content\":\n\n";
     let (text, kind, err) = failing(Reply::sse(&body, MS, After::End)).await;
     assert_eq!(text, "Mercury");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "protocol");
 }
 
@@ -136,7 +136,7 @@ async fn an_error_chunk_mid_stream_is_an_error() {
     let body = first_events(2)
         + "data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\"}}\n\n";
     let (_, kind, err) = failing(Reply::sse(&body, MS, After::End)).await;
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "upstream");
     assert!(err["message"].as_str().unwrap().contains("had an error"));
 }
@@ -146,7 +146,7 @@ async fn an_error_status_carries_the_upstream_status() {
     let body = r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
     let (text, kind, err) = failing(Reply::Status(401, body)).await;
     assert_eq!(text, "");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "status");
     assert_eq!(err["upstream_status"], 401);
     assert!(err["message"]
@@ -166,7 +166,7 @@ async fn a_server_that_ignores_stream_true_is_an_error() {
     };
     let (text, kind, err) = failing(reply).await;
     assert_eq!(text, "");
-    assert_eq!(kind, "error");
+    assert_eq!(kind, "failed");
     assert_eq!(err["error"], "protocol");
     assert!(err["message"].as_str().unwrap().contains("chat.completion"));
 }

@@ -90,12 +90,16 @@ async fn a_long_replay_then_live_arrives_complete_and_in_order() {
     }
     let mut c = SseClient::open(&server.url("/v1/streams/replayed?lastEventId=0"), &[]).await;
     assert_eq!(c.status, 200);
-    for i in 1..=700u32 {
+    for i in 1..=700u64 {
         let e = c.next_event(WAIT).await.expect("replayed event");
-        assert_eq!(e.last_event_id, i.to_string());
+        assert_eq!(common::seq(&e.last_event_id), i);
         assert_eq!(e.data, format!("{i} {body}"));
     }
-    publish(&base, "replayed", "live", None).await;
+    let live = publish(&base, "replayed", "live", None).await;
     let e = c.next_event(WAIT).await.expect("live event");
-    assert_eq!((e.last_event_id.as_str(), e.data.as_str()), ("701", "live"));
+    assert_eq!(
+        (e.last_event_id.as_str(), e.data.as_str()),
+        (live.as_str(), "live")
+    );
+    assert_eq!(common::seq(&live), 701);
 }

@@ -1,6 +1,7 @@
 //! Generations across nodes on one Redis: a generation whose node dies ends
-//! with `event: error` for subscribers on the other nodes, and a cancel sent
-//! to any node stops it.
+//! with `event: failed` for subscribers on the other nodes, a cancel sent
+//! to any node stops it, the grace counts listeners on every node, and a
+//! node that shuts down ends its generations with `done` before it exits.
 
 mod common;
 
@@ -42,7 +43,7 @@ fn assert_consecutive(gen: &str, events: &[ParsedEvent]) {
 }
 
 #[tokio::test]
-async fn a_dead_nodes_generation_ends_with_an_error_everywhere() {
+async fn a_dead_nodes_generation_ends_with_failed_everywhere() {
     let keys = Keys::new(&redis_url(), "lost");
     let lease = ["--generation-lease-secs", "2"];
     let mut owner = keys.node(&["--mock-delay-ms", "200", lease[0], lease[1]]);
@@ -62,10 +63,10 @@ async fn a_dead_nodes_generation_ends_with_an_error_everywhere() {
         got.extend(s.collect(Duration::from_secs(20)).await);
         assert!(s.closed, "the stream closes after the error");
         let last = got.last().expect("events");
-        assert_eq!(last.event_type, "error", "last event: {last:?}");
+        assert_eq!(last.event_type, "failed", "last event: {last:?}");
         let body: serde_json::Value = serde_json::from_str(&last.data).expect("json");
         assert_eq!(body["error"], "generation_lost");
-        assert_eq!(got.iter().filter(|e| e.event_type == "error").count(), 1);
+        assert_eq!(got.iter().filter(|e| e.event_type == "failed").count(), 1);
         assert_consecutive(&gen, got);
     }
     // Both nodes saw the same events: one log, one error, once.
@@ -126,6 +127,7 @@ async fn listeners_on_other_nodes_keep_a_generation_alive_until_they_leave() {
     // Listen well past the grace, on a node other than the owner.
     let mut got = tokens(&mut sub, 10).await;
     drop(sub);
+    let left = std::time::Instant::now();
     // Wait without listening (a subscriber would count as a listener).
     let name = stream.trim_start_matches("/v1/streams/");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -144,8 +146,15 @@ async fn listeners_on_other_nodes_keep_a_generation_alive_until_they_leave() {
         {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The grace counts from the moment the last listener left, on whatever
+    // node: cancelled after 2 s, and by 3 s (one more for the polling).
+    let unheard = left.elapsed();
+    assert!(
+        unheard >= Duration::from_millis(1800) && unheard <= Duration::from_millis(3400),
+        "cancelled {unheard:?} after the last listener left"
+    );
     let mut late = SseClient::open(&url, &[("last-event-id", &got[9].last_event_id)]).await;
     got.extend(late.collect(Duration::from_secs(30)).await);
     let last = got.last().expect("events");
@@ -154,4 +163,32 @@ async fn listeners_on_other_nodes_keep_a_generation_alive_until_they_leave() {
     assert_eq!(body["cancelled_by"], "no_listeners", "{body}");
     assert!(body["tokens"].as_u64().expect("tokens") < 36, "{body}");
     assert_consecutive(&gen, &got);
+}
+
+#[tokio::test]
+async fn at_shutdown_a_running_generation_ends_with_done_before_the_node_exits() {
+    let keys = Keys::new(&redis_url(), "shutdown");
+    let mut owner = keys.node(&["--mock-delay-ms", "300", "--generation-grace", "never"]);
+    let other = keys.node(&[]);
+    let (gen, stream) = start_generation(&owner).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = owner.terminate(Duration::from_secs(15));
+        (owner, status)
+    })
+    .await
+    .expect("join");
+    assert!(status.1.expect("exited").success());
+    // Read through the node that stays: the stream already ends with the
+    // owner's own `done`, not (a lease later) with `generation_lost`.
+    let url = other.url(&format!("{stream}?lastEventId=0"));
+    let mut c = SseClient::open(&url, &[]).await;
+    let events = c.collect(Duration::from_secs(3)).await;
+    assert!(c.closed, "the stream had ended: {events:?}");
+    let last = events.last().expect("events");
+    assert_eq!(last.event_type, "done", "{last:?}");
+    let body: serde_json::Value = serde_json::from_str(&last.data).expect("json");
+    assert_eq!(body["done_reason"], "cancelled");
+    assert_eq!(body["cancelled_by"], "shutdown", "{body}");
+    assert_consecutive(&gen, &events);
 }

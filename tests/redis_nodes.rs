@@ -28,17 +28,24 @@ async fn published_on_one_node_delivered_live_on_the_others() {
     for n in &nodes[1..] {
         subs.push(live_subscriber(n, "chat").await);
     }
-    let total = 200;
+    let total = 200u64;
+    let mut ids = Vec::new();
     for i in 0..total {
         // Alternate publishers: node 0 and node 2.
         let node = &nodes[if i % 2 == 0 { 0 } else { 2 }];
         let id = publish(&node.base, "chat", &format!("m{i}"), None).await;
-        assert_eq!(id, (i + 1).to_string());
+        assert_eq!(common::seq(&id), i + 1, "one id counter across nodes");
+        ids.push(id);
     }
+    assert!(
+        ids.iter()
+            .all(|id| common::epoch(id) == common::epoch(&ids[0])),
+        "one incarnation across nodes"
+    );
     for sub in &mut subs {
         for i in 0..total {
             let e = sub.next_event(WAIT).await.expect("event");
-            assert_eq!(e.last_event_id, (i + 1).to_string());
+            assert_eq!(e.last_event_id, ids[i as usize]);
             assert_eq!(e.data, format!("m{i}"));
         }
     }
@@ -48,7 +55,7 @@ async fn published_on_one_node_delivered_live_on_the_others() {
     let list: serde_json::Value = res.json().await.expect("json");
     let chat = &list["streams"][0];
     assert_eq!(chat["name"], "chat");
-    assert_eq!(chat["last_id"], total.to_string());
+    assert_eq!(chat["last_id"], ids[ids.len() - 1].as_str());
     assert_eq!(chat["subscribers"], 1);
     let health = reqwest::get(nodes[2].url("/healthz"))
         .await
@@ -61,7 +68,7 @@ async fn a_delete_on_one_node_ends_subscribers_on_every_node() {
     let keys = Keys::new(&redis_url(), "delete");
     let a = keys.node(&[]);
     let b = keys.node(&[]);
-    publish(&a.base, "s", "one", None).await;
+    let one = publish(&a.base, "s", "one", None).await;
     publish(&a.base, "s", "two", None).await;
     let mut watcher = live_subscriber(&b, "s").await;
     let res = reqwest::Client::new()
@@ -74,19 +81,26 @@ async fn a_delete_on_one_node_ends_subscribers_on_every_node() {
         .next_event(WAIT)
         .await
         .expect("end on the other node");
+    let three = format!("{}.3", common::epoch(&one));
     assert_eq!(
         (end.event_type.as_str(), end.last_event_id.as_str()),
-        ("end", "3")
+        ("end", three.as_str())
     );
     assert!(watcher.next_event(WAIT).await.is_none() && watcher.closed);
-    // The stream starts over, and the other node follows the new one.
+    // The stream starts over as a new incarnation, and the other node
+    // follows the new one.
     let mut fresh = live_subscriber(&b, "s").await;
-    assert_eq!(publish(&a.base, "s", "again", None).await, "1");
+    let again = publish(&a.base, "s", "again", None).await;
+    assert_eq!(common::seq(&again), 1);
+    assert_ne!(common::epoch(&again), common::epoch(&one));
     let e = fresh
         .next_event(WAIT)
         .await
         .expect("event of the new stream");
-    assert_eq!((e.data.as_str(), e.last_event_id.as_str()), ("again", "1"));
+    assert_eq!(
+        (e.data.as_str(), e.last_event_id.as_str()),
+        ("again", again.as_str())
+    );
 }
 
 /// Two publishers on different nodes, one reader that reconnects to a random
@@ -118,6 +132,7 @@ async fn hopping_between_nodes_resumes_exactly_once_in_order() {
     let total = per_publisher * 2;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut got: Vec<(u64, String)> = Vec::with_capacity(total);
+    let mut last_wire: Option<String> = None;
     let mut hops = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     while got.len() < total {
@@ -127,13 +142,10 @@ async fn hopping_between_nodes_resumes_exactly_once_in_order() {
             got.len()
         );
         let node = &nodes[rng.random_range(0..nodes.len())];
-        let last = got.last().map_or(0, |(id, _)| *id);
         let url = node.url("/v1/streams/hop?lastEventId=0");
-        let last_text = last.to_string();
-        let headers: Vec<(&str, &str)> = if last > 0 {
-            vec![("last-event-id", last_text.as_str())]
-        } else {
-            vec![]
+        let headers: Vec<(&str, &str)> = match &last_wire {
+            Some(id) => vec![("last-event-id", id.as_str())],
+            None => vec![],
         };
         let mut c = SseClient::open(&url, &headers).await;
         assert_eq!(c.status, 200);
@@ -144,7 +156,8 @@ async fn hopping_between_nodes_resumes_exactly_once_in_order() {
                 break;
             };
             assert_ne!(e.event_type, "reset", "unexpected reset: {}", e.data);
-            got.push((e.last_event_id.parse().expect("numeric id"), e.data));
+            got.push((common::seq(&e.last_event_id), e.data));
+            last_wire = Some(e.last_event_id);
             if got.len() == total {
                 break;
             }

@@ -1,6 +1,7 @@
 //! The Redis store on its own, against a real Redis: ids, replay as a
-//! suffix, retention, the end of a stream, and orphaned generations ended
-//! exactly once.
+//! suffix, retention, incarnations, idempotency keys, the index of stream
+//! names, the end of a stream, who listens to a generation, and orphaned
+//! generations ended exactly once.
 
 mod common;
 
@@ -9,9 +10,19 @@ use std::time::Duration;
 use common::cluster::{redis_url, Keys};
 use rill::ids::{EventId, StreamName};
 use rill::store::redis::{RedisConfig, RedisStore};
-use rill::store::{Draft, Retention, Store, StoreError};
+use rill::store::{Claim, Draft, IdempotencyKey, Leases, Log, Retention, StoreError, StreamSpec};
 
 fn store(keys: &Keys, max_events: usize, max_bytes: usize) -> RedisStore {
+    store_with(keys, max_events, max_bytes, Duration::from_secs(60), 100)
+}
+
+fn store_with(
+    keys: &Keys,
+    max_events: usize,
+    max_bytes: usize,
+    max_age: Duration,
+    max_streams: usize,
+) -> RedisStore {
     let config = RedisConfig {
         url: keys.url.clone(),
         key_prefix: keys.prefix.clone(),
@@ -20,9 +31,20 @@ fn store(keys: &Keys, max_events: usize, max_bytes: usize) -> RedisStore {
     let retention = Retention {
         max_events,
         max_bytes,
-        max_age: Duration::from_secs(60),
+        max_age,
     };
-    RedisStore::new(&config, retention, 100).expect("store")
+    RedisStore::new(&config, retention, max_streams).expect("store")
+}
+
+async fn append(s: &RedisStore, n: &StreamName, data: &str) -> rill::store::Appended {
+    s.append(n, &Draft::message(data), None).await.unwrap()
+}
+
+fn spec(prefix: &str) -> StreamSpec {
+    StreamSpec {
+        prefix: prefix.into(),
+        owner: Some("alice".into()),
+    }
 }
 
 fn name(s: &str) -> StreamName {
@@ -38,15 +60,15 @@ async fn ids_grow_and_replay_is_the_suffix() {
     let keys = Keys::new(&redis_url(), "store-suffix");
     let s = store(&keys, 100, 1 << 20);
     let n = name("a");
+    let mut epoch = None;
     for i in 1..=10u64 {
-        let r = s
-            .append(&n, &Draft::message(format!("line\n{i}")))
-            .await
-            .unwrap();
+        let r = append(&s, &n, &format!("line\n{i}")).await;
         assert_eq!(r.id, EventId(i));
+        let prefix = r.prefix.clone().expect("an incarnation");
+        assert_eq!(epoch.get_or_insert(prefix.clone()), &prefix);
         assert_eq!(
-            r.frame,
-            Draft::message(format!("line\n{i}")).encode(None, EventId(i))
+            r.record.expect("stored").frame,
+            Draft::message(format!("line\n{i}")).encode(Some(&prefix), EventId(i))
         );
     }
     for after in 0..=10u64 {
@@ -73,10 +95,7 @@ async fn retention_by_count_and_bytes_moves_first_retained() {
     let by_count = store(&keys, 3, 1 << 20);
     let n = name("count");
     for i in 0..10 {
-        by_count
-            .append(&n, &Draft::message(i.to_string()))
-            .await
-            .unwrap();
+        append(&by_count, &n, &i.to_string()).await;
     }
     let got = by_count.read_after(&n, EventId(0), 100).await.unwrap();
     assert_eq!(got.first_retained, EventId(8));
@@ -85,10 +104,7 @@ async fn retention_by_count_and_bytes_moves_first_retained() {
     let by_bytes = store(&keys, 100, 25);
     let n = name("bytes");
     for _ in 0..5 {
-        by_bytes
-            .append(&n, &Draft::message("x".repeat(10)))
-            .await
-            .unwrap();
+        append(&by_bytes, &n, &"x".repeat(10)).await;
     }
     let got = by_bytes.read_after(&n, EventId(0), 100).await.unwrap();
     assert_eq!(ids(&got), vec![4, 5]);
@@ -102,17 +118,22 @@ async fn a_finished_stream_refuses_appends_and_orphans_end_once() {
     let keys = Keys::new(&redis_url(), "store-orphan");
     let s = store(&keys, 100, 1 << 20);
     let n = name("gen-1");
-    s.create(&n, Some("1".into())).await.unwrap();
+    s.create(&n, spec("1")).await.unwrap();
     assert!(matches!(
-        s.create(&n, None).await,
+        s.create(&n, spec("2")).await,
         Err(StoreError::Exists(_))
     ));
-    let r = s.append(&n, &Draft::message("tok")).await.unwrap();
-    assert_eq!(r.frame, Draft::message("tok").encode(Some("1"), EventId(1)));
+    let head = s.read_after(&n, EventId(0), 0).await.unwrap();
+    assert_eq!(head.owner.as_deref(), Some("alice"));
+    let r = append(&s, &n, "tok").await;
+    assert_eq!(
+        r.record.unwrap().frame,
+        Draft::message("tok").encode(Some("1"), EventId(1))
+    );
     // A lease is held: nothing is an orphan yet.
     let lease = s.renew_lease(&n, Duration::from_millis(200)).await.unwrap();
     assert_eq!(lease, rill::store::Lease::default());
-    s.mark_watched(std::slice::from_ref(&n), Duration::from_millis(100))
+    s.mark_watched(std::slice::from_ref(&n), &[], Duration::from_millis(100))
         .await
         .unwrap();
     assert!(
@@ -132,12 +153,123 @@ async fn a_finished_stream_refuses_appends_and_orphans_end_once() {
     assert!(got.finished);
     assert_eq!(ids(&got), vec![1, 2]);
     assert!(matches!(
-        s.append(&n, &Draft::message("late")).await,
+        s.append(&n, &Draft::message("late"), None).await,
         Err(StoreError::Finished(_))
     ));
     assert!(
         !s.request_cancel(&n).await.unwrap(),
         "no lease, no owner to ask"
+    );
+}
+
+#[tokio::test]
+async fn a_recreated_stream_is_a_new_incarnation() {
+    let keys = Keys::new(&redis_url(), "store-epoch");
+    let s = store(&keys, 100, 1 << 20);
+    let n = name("again");
+    let first = append(&s, &n, "old").await;
+    assert_eq!(s.remove(&n).await.unwrap(), Some(EventId(1)));
+    let again = append(&s, &n, "new").await;
+    assert_eq!(again.id, EventId(1));
+    assert_ne!(again.prefix, first.prefix, "same name and id, other epoch");
+    assert_eq!(
+        s.read_after(&n, EventId(0), 0).await.unwrap().prefix,
+        again.prefix
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_stores_nothing() {
+    let keys = Keys::new(&redis_url(), "store-idem");
+    let s = store(&keys, 100, 1 << 20);
+    let n = name("keyed");
+    let d = Draft::message("once");
+    let key = IdempotencyKey::new("k-1", d.fingerprint()).unwrap();
+    let first = s.append(&n, &d, Some(&key)).await.unwrap();
+    assert!(first.record.is_some());
+    append(&s, &n, "between").await;
+    let again = s.append(&n, &d, Some(&key)).await.unwrap();
+    assert!(again.record.is_none(), "nothing stored the second time");
+    assert_eq!((again.id, again.prefix.clone()), (first.id, first.prefix));
+    assert_eq!(
+        s.read_after(&n, EventId(0), 100)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        2
+    );
+    let other = Draft::message("different");
+    let reused = IdempotencyKey::new("k-1", other.fingerprint()).unwrap();
+    assert!(matches!(
+        s.append(&n, &other, Some(&reused)).await,
+        Err(StoreError::KeyReused(_))
+    ));
+    // Claims: a key held for a value answers that value to the same request.
+    let ttl = Duration::from_secs(5);
+    let k = IdempotencyKey::new("start-1", 42).unwrap();
+    assert_eq!(s.claim("bob", &k, "g1", ttl).await.unwrap(), Claim::Fresh);
+    assert_eq!(
+        s.claim("bob", &k, "g2", ttl).await.unwrap(),
+        Claim::Held("g1".into())
+    );
+    let k2 = IdempotencyKey::new("start-1", 43).unwrap();
+    assert!(matches!(
+        s.claim("bob", &k2, "g3", ttl).await,
+        Err(StoreError::KeyReused(_))
+    ));
+}
+
+#[tokio::test]
+async fn expired_streams_leave_the_index_and_free_their_place() {
+    let keys = Keys::new(&redis_url(), "store-index");
+    let s = store_with(&keys, 100, 1 << 20, Duration::from_millis(300), 2);
+    append(&s, &name("one"), "x").await;
+    append(&s, &name("two"), "x").await;
+    assert!(matches!(
+        s.append(&name("three"), &Draft::message("x"), None).await,
+        Err(StoreError::TooManyStreams(2))
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nobody listed the streams; their expiry alone frees the places.
+    append(&s, &name("three"), "x").await;
+    let listed: Vec<String> = s
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(listed, ["three"]);
+}
+
+#[tokio::test]
+async fn who_listens_is_told_with_the_time_the_last_one_left() {
+    let keys = Keys::new(&redis_url(), "store-watch");
+    let s = store(&keys, 100, 1 << 20);
+    let n = name("gen-w");
+    s.create(&n, spec("w")).await.unwrap();
+    let ttl = Duration::from_secs(2);
+    let lease = s.renew_lease(&n, ttl).await.unwrap();
+    assert_eq!(
+        (lease.watched, lease.unheard_for),
+        (false, None),
+        "never heard"
+    );
+    s.mark_watched(std::slice::from_ref(&n), &[], ttl)
+        .await
+        .unwrap();
+    assert!(s.renew_lease(&n, ttl).await.unwrap().watched);
+    s.mark_watched(&[], std::slice::from_ref(&n), ttl)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lease = s.renew_lease(&n, ttl).await.unwrap();
+    assert!(!lease.watched);
+    let ago = lease.unheard_for.expect("a departure time");
+    assert!(
+        ago >= Duration::from_millis(250) && ago < Duration::from_secs(2),
+        "{ago:?}"
     );
 }
 

@@ -140,7 +140,7 @@ async fn a_stalled_subscriber_neither_grows_memory_nor_loses_events_silently() {
     assert!(normal_got.iter().all(|e| e.event_type == "message"));
     let ids: Vec<u64> = normal_got
         .iter()
-        .map(|e| e.last_event_id.parse().unwrap())
+        .map(|e| common::seq(&e.last_event_id))
         .collect();
     assert_eq!(ids, (2..=EVENTS + 1).collect::<Vec<_>>());
     assert!(normal_got
@@ -215,7 +215,7 @@ fn accounted_for(events: &[ParsedEvent], end: u64) -> usize {
     let mut last = 1u64;
     let mut resets = 0;
     for ev in events {
-        let id: u64 = ev.last_event_id.parse().unwrap();
+        let id = common::seq(&ev.last_event_id);
         if ev.event_type == "reset" {
             let reset: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
             assert_eq!(reset["reason"], "lagged");
@@ -245,7 +245,7 @@ fn read_to(s: &mut TcpStream, last: u64) -> Vec<ParsedEvent> {
         dechunk.feed(&buf[..n], &mut body);
         parser.feed(&body).unwrap();
         while let Some(ev) = parser.next_event() {
-            let done = ev.last_event_id == last.to_string();
+            let done = common::seq(&ev.last_event_id) == last;
             events.push(ev);
             if done {
                 return events;

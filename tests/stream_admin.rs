@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{delete, get_json, publish, SseClient, TestServer};
+use common::{delete, epoch, get_json, publish, seq, SseClient, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -25,12 +25,12 @@ async fn list_shows_name_last_id_retained_and_subscribers() {
     assert_eq!(streams.len(), 2);
     let a = &streams[0];
     assert_eq!(a["name"], "a-stream");
-    assert_eq!(a["last_id"], "1");
+    assert_eq!(seq(a["last_id"].as_str().unwrap()), 1);
     assert_eq!(a["retained_events"], 1);
     assert_eq!(a["subscribers"], 0);
     let b = &streams[1];
     assert_eq!(b["name"], "b-stream");
-    assert_eq!(b["last_id"], "6");
+    assert_eq!(seq(b["last_id"].as_str().unwrap()), 6);
     assert_eq!(b["retained_events"], 4);
     assert_eq!(b["subscribers"], 2);
     assert_eq!(b["finished"], false);
@@ -40,7 +40,7 @@ async fn list_shows_name_last_id_retained_and_subscribers() {
 #[tokio::test]
 async fn delete_ends_the_stream_for_live_subscribers() {
     let server = TestServer::start(&[]);
-    publish(&server.base, "doomed", "first", None).await;
+    let first = publish(&server.base, "doomed", "first", None).await;
     let mut live = SseClient::open(&server.url("/v1/streams/doomed?lastEventId=0"), &[]).await;
     assert_eq!(live.take(1, WAIT).await[0].data, "first");
     assert_eq!(delete(&server.base, "doomed").await.status().as_u16(), 204);
@@ -48,7 +48,7 @@ async fn delete_ends_the_stream_for_live_subscribers() {
     assert!(live.closed, "the connection closed");
     assert_eq!(rest.len(), 1, "{rest:?}");
     assert_eq!(rest[0].event_type, "end");
-    assert_eq!(rest[0].last_event_id, "2");
+    assert_eq!(rest[0].last_event_id, format!("{}.2", epoch(&first)));
     let end: serde_json::Value = serde_json::from_str(&rest[0].data).unwrap();
     assert_eq!(end["reason"], "deleted");
     assert_eq!(end["stream"], "doomed");
@@ -92,13 +92,24 @@ fn sample(text: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_list_every_name_with_sensible_values() {
     let server = TestServer::start(&["--mock-delay-ms", "1", "--retention-events", "3"]);
-    for i in 0..5 {
+    for i in 1..5 {
         publish(&server.base, "counted", &i.to_string(), None).await;
     }
-    let mut c = SseClient::open(&server.url("/v1/streams/counted?lastEventId=1"), &[]).await;
+    let first = publish(&server.base, "counted", "0", None).await;
+    let one = format!("/v1/streams/counted?lastEventId={}.1", epoch(&first));
+    let mut c = SseClient::open(&server.url(&one), &[]).await;
     assert_eq!(c.take(4, WAIT).await[0].event_type, "reset");
     let mut demo = SseClient::open(&server.url("/sse"), &[]).await;
     assert_eq!(demo.collect(WAIT).await.len(), 70);
+    // A generation read to its end: 70 events published and delivered.
+    let res = reqwest::Client::new()
+        .post(server.url("/v1/generations"))
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({"prompt": "Tell me about the planets"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap().matches("\nid: ").count(), 70);
     let _ = reqwest::get(server.url("/v1/streams/-bad")).await.unwrap();
 
     let text = common::metrics_text(&server.base).await;
@@ -108,10 +119,11 @@ async fn metrics_list_every_name_with_sensible_values() {
             "{name} missing from\n{text}"
         );
     }
-    // 5 published + 70 by the demo's generation.
+    // 5 published + 70 by the generation; the demo publishes nothing (it
+    // plays the recording).
     assert_eq!(sample(&text, "rill_events_published_total"), 75.0);
-    // 3 replayed + 70 of the demo.
-    assert_eq!(sample(&text, "rill_events_delivered_total"), 73.0);
+    // 3 replayed + 70 of the demo + 70 of the generation.
+    assert_eq!(sample(&text, "rill_events_delivered_total"), 143.0);
     assert_eq!(sample(&text, "rill_resumes_total"), 1.0);
     assert_eq!(sample(&text, r#"rill_resets_total{reason="expired"}"#), 1.0);
     assert_eq!(
@@ -205,15 +217,21 @@ async fn cli_publish_and_tail() {
             ],
             None,
         );
-        let tail_from = rill(&["tail", &base, "cli", "--from", "2", "--count", "1"], None);
+        let two = format!("{}.2", epoch(b.1.trim()));
+        let tail_from = rill(
+            &["tail", &base, "cli", "--from", &two, "--count", "1"],
+            None,
+        );
         (a, b, c, bad, tail, tail_from)
     })
     .await
     .unwrap();
     let (a, b, c, bad, tail, tail_from) = out;
-    assert_eq!((a.0, a.1.trim()), (true, "1"), "{}", a.2);
-    assert_eq!((b.0, b.1.trim()), (true, "2"), "{}", b.2);
-    assert_eq!((c.0, c.1.trim()), (true, "3"), "{}", c.2);
+    let incarnation = epoch(a.1.trim()).to_owned();
+    let id = |n: u64| format!("{incarnation}.{n}");
+    assert_eq!((a.0, a.1.trim()), (true, id(1).as_str()), "{}", a.2);
+    assert_eq!((b.0, b.1.trim()), (true, id(2).as_str()), "{}", b.2);
+    assert_eq!((c.0, c.1.trim()), (true, id(3).as_str()), "{}", c.2);
     assert!(!bad.0, "a refused publish fails");
     assert!(bad.2.contains("400"), "{}", bad.2);
     assert!(tail.0, "{}", tail.2);
@@ -225,9 +243,9 @@ async fn cli_publish_and_tail() {
     assert_eq!(
         lines,
         [
-            serde_json::json!({"id": "1", "event": "message", "data": "from an argument"}),
-            serde_json::json!({"id": "2", "event": "message", "data": "from\nstdin"}),
-            serde_json::json!({"id": "3", "event": "note", "data": "typed"}),
+            serde_json::json!({"id": id(1), "event": "message", "data": "from an argument"}),
+            serde_json::json!({"id": id(2), "event": "message", "data": "from\nstdin"}),
+            serde_json::json!({"id": id(3), "event": "note", "data": "typed"}),
         ]
     );
     assert!(tail_from.0);

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{post_raw, publish, SseClient, TestServer};
+use common::{epoch, post_raw, publish, seq, SseClient, TestServer};
 use rill::sse::ParsedEvent;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -35,10 +35,7 @@ fn reset_json(ev: &ParsedEvent) -> serde_json::Value {
 }
 
 fn ids(events: &[ParsedEvent]) -> Vec<u64> {
-    events
-        .iter()
-        .map(|e| e.last_event_id.parse().expect("numeric id"))
-        .collect()
+    events.iter().map(|e| seq(&e.last_event_id)).collect()
 }
 
 #[tokio::test]
@@ -46,7 +43,10 @@ async fn tricky_data_arrives_exact_live_and_replayed() {
     let server = TestServer::start(&[]);
     let mut live = SseClient::open(&server.url("/v1/streams/tricky"), &[]).await;
     assert_eq!(live.status, 200);
-    assert_eq!(live.headers["content-type"], "text/event-stream");
+    assert_eq!(
+        live.headers["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
     let mut published = Vec::new();
     for (data, _) in TRICKY {
         published.push(publish(&server.base, "tricky", data, None).await);
@@ -88,9 +88,9 @@ async fn json_and_text_bodies_publish() {
     let b = &server.base;
     let (status, _, body) = post_raw(b, "bodies", "plain\r\ntext", "text/plain").await;
     assert_eq!(status, 201);
-    assert_eq!(body["id"], "1");
+    assert_eq!(seq(body["id"].as_str().unwrap()), 1);
     let (status, _, body) = post_raw(b, "bodies", "no content type", "").await;
-    assert_eq!((status, body["id"].as_str()), (201, Some("2")));
+    assert_eq!((status, body["id"].as_str().map(seq)), (201, Some(2)));
     let (status, _, body) = post_raw(
         b,
         "bodies",
@@ -98,7 +98,7 @@ async fn json_and_text_bodies_publish() {
         "application/json",
     )
     .await;
-    assert_eq!((status, body["id"].as_str()), (201, Some("3")));
+    assert_eq!((status, body["id"].as_str().map(seq)), (201, Some(3)));
     let (status, _, _) = post_raw(
         b,
         "bodies",
@@ -136,29 +136,34 @@ async fn ids_grow_strictly_and_every_resume_is_the_exact_suffix() {
     let server = TestServer::start(&[]);
     let n = 30u64;
     let mut last = 0;
+    let mut incarnation = String::new();
     for i in 1..=n {
-        let id: u64 = publish(&server.base, "suffix", &format!("event {i}"), None)
-            .await
-            .parse()
-            .unwrap();
+        let wire = publish(&server.base, "suffix", &format!("event {i}"), None).await;
+        let id = seq(&wire);
         assert!(id > last, "id {id} after {last}");
         last = id;
+        incarnation = epoch(&wire).to_owned();
     }
     let checks = (0..=n).flat_map(|from| {
         let base = server.url("/v1/streams/suffix");
+        let incarnation = incarnation.clone();
         [true, false].map(move |by_header| {
             let base = base.clone();
+            let from_s = if from == 0 {
+                "0".to_owned()
+            } else {
+                format!("{incarnation}.{from}")
+            };
             async move {
-                let from_s = from.to_string();
                 let mut c = if by_header {
                     SseClient::open(&base, &[("last-event-id", from_s.as_str())]).await
                 } else {
-                    SseClient::open(&format!("{base}?lastEventId={from}"), &[]).await
+                    SseClient::open(&format!("{base}?lastEventId={from_s}"), &[]).await
                 };
                 let got = c.take((n - from) as usize, WAIT).await;
                 assert_eq!(ids(&got), ((from + 1)..=n).collect::<Vec<_>>());
                 for e in &got {
-                    assert_eq!(e.data, format!("event {}", e.last_event_id));
+                    assert_eq!(e.data, format!("event {}", seq(&e.last_event_id)));
                 }
                 assert!(c.next_event(QUIET).await.is_none(), "nothing after the end");
             }
@@ -166,21 +171,34 @@ async fn ids_grow_strictly_and_every_resume_is_the_exact_suffix() {
     });
     futures_util::future::join_all(checks).await;
     // The header wins over the query.
+    let at = |n: u64| format!("{incarnation}.{n}");
     let mut c = SseClient::open(
-        &server.url("/v1/streams/suffix?lastEventId=3"),
-        &[("last-event-id", "28")],
+        &server.url(&format!("/v1/streams/suffix?lastEventId={}", at(3))),
+        &[("last-event-id", at(28).as_str())],
     )
     .await;
     assert_eq!(ids(&c.take(2, WAIT).await), [29, 30]);
+    // A repeated query parameter (some reconnecting clients append one per
+    // attempt): the last one wins, not a 400.
+    let path = format!(
+        "/v1/streams/suffix?lastEventId={}&lastEventId={}",
+        at(5),
+        at(27)
+    );
+    let mut c = SseClient::open(&server.url(&path), &[]).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(ids(&c.take(3, WAIT).await), [28, 29, 30]);
 }
 
 #[tokio::test]
 async fn resume_then_live_has_no_seam() {
     let server = TestServer::start(&[]);
+    let mut published = Vec::new();
     for i in 1..=5 {
-        publish(&server.base, "seam", &i.to_string(), None).await;
+        published.push(publish(&server.base, "seam", &i.to_string(), None).await);
     }
-    let mut c = SseClient::open(&server.url("/v1/streams/seam"), &[("last-event-id", "2")]).await;
+    let two = published[1].as_str();
+    let mut c = SseClient::open(&server.url("/v1/streams/seam"), &[("last-event-id", two)]).await;
     for i in 6..=9 {
         publish(&server.base, "seam", &i.to_string(), None).await;
     }
@@ -195,17 +213,24 @@ async fn resume_then_live_has_no_seam() {
 #[tokio::test]
 async fn an_expired_id_gets_reset_then_the_retained_events() {
     let server = TestServer::start(&["--retention-events", "5"]);
+    let mut published = Vec::new();
     for i in 1..=12 {
-        publish(&server.base, "short", &i.to_string(), None).await;
+        published.push(publish(&server.base, "short", &i.to_string(), None).await);
     }
-    let mut c = SseClient::open(&server.url("/v1/streams/short"), &[("last-event-id", "3")]).await;
+    let at = |n: u64| format!("{}.{n}", epoch(&published[0]));
+    let three = at(3);
+    let mut c = SseClient::open(
+        &server.url("/v1/streams/short"),
+        &[("last-event-id", &three)],
+    )
+    .await;
     let got = c.take(6, WAIT).await;
     let reset = reset_json(&got[0]);
     assert_eq!(reset["reason"], "expired");
     assert_eq!(reset["missed"], 4, "ids 4..=7 are gone");
-    assert_eq!(reset["requested"], "3");
-    assert_eq!(reset["resume_from"], "7");
-    assert_eq!(got[0].last_event_id, "7");
+    assert_eq!(reset["requested"], three.as_str());
+    assert_eq!(reset["resume_from"], at(7).as_str());
+    assert_eq!(got[0].last_event_id, at(7));
     assert_eq!(ids(&got[1..]), (8..=12).collect::<Vec<_>>());
     assert!(c.next_event(QUIET).await.is_none());
 
@@ -215,17 +240,26 @@ async fn an_expired_id_gets_reset_then_the_retained_events() {
     assert_eq!(reset_json(&got[0])["missed"], 7);
     assert_eq!(ids(&got[1..]), (8..=12).collect::<Vec<_>>());
     // The oldest retained is not a gap.
-    let mut c = SseClient::open(&server.url("/v1/streams/short"), &[("last-event-id", "7")]).await;
+    let seven = at(7);
+    let mut c = SseClient::open(
+        &server.url("/v1/streams/short"),
+        &[("last-event-id", &seven)],
+    )
+    .await;
     assert_eq!(ids(&c.take(5, WAIT).await), (8..=12).collect::<Vec<_>>());
 }
 
 #[tokio::test]
 async fn an_unknown_or_garbage_id_gets_reset_then_the_retained_events() {
     let server = TestServer::start(&[]);
+    let mut published = Vec::new();
     for i in 1..=3 {
-        publish(&server.base, "known", &i.to_string(), None).await;
+        published.push(publish(&server.base, "known", &i.to_string(), None).await);
     }
-    for bad in ["999", "garbage", "abc.2", "-1", "1.5.x"] {
+    // Past the newest id of this incarnation, a plain number (ids carry
+    // their incarnation), another incarnation's id, and garbage.
+    let past = format!("{}.999", epoch(&published[0]));
+    for bad in [past.as_str(), "2", "999", "garbage", "abc.2", "-1", "1.5.x"] {
         let mut c =
             SseClient::open(&server.url("/v1/streams/known"), &[("last-event-id", bad)]).await;
         assert_eq!(c.status, 200, "{bad}");
@@ -284,11 +318,11 @@ async fn a_stream_idle_past_retention_keeps_its_ids_while_watched() {
     let mut c = SseClient::open(&server.url("/v1/streams/quiet"), &[]).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let id = publish(&server.base, "quiet", "after the quiet", None).await;
-    assert_eq!(id, "4", "ids never restart under a subscriber");
+    assert_eq!(seq(&id), 4, "ids never restart under a subscriber");
     let ev = c.take(1, WAIT).await.remove(0);
     assert_eq!(
         (ev.last_event_id.as_str(), ev.data.as_str()),
-        ("4", "after the quiet")
+        (id.as_str(), "after the quiet")
     );
 }
 

@@ -1,5 +1,5 @@
 // A model server that cannot be reached: the generation ends with
-// `event: error`, and the page says so instead of waiting.
+// `event: failed`, and the page says so instead of waiting.
 'use strict';
 
 const assert = require('node:assert/strict');

@@ -109,7 +109,8 @@ impl MockBackend {
         (tokens, finish)
     }
 
-    fn seed_answer(&self) -> (Vec<String>, Finish) {
+    /// The recorded answer's tokens and finish.
+    pub fn seed_answer(&self) -> (Vec<String>, Finish) {
         let tokens: Vec<String> = self
             .recording
             .iter()
@@ -135,15 +136,12 @@ impl Backend for MockBackend {
         "mock"
     }
 
-    fn model_for(&self, request: &GenerateRequest) -> String {
-        if Self::knows(request) {
-            return self
-                .recording
-                .last()
-                .map(|l| l.model.clone())
-                .unwrap_or_default();
-        }
-        request.model.clone().unwrap_or_else(|| "mock".to_owned())
+    /// The recording's model (`llama3.1`): the mock stands in for it.
+    fn default_model(&self) -> String {
+        self.recording
+            .last()
+            .map(|l| l.model.clone())
+            .unwrap_or_default()
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<TokenStream, BackendError> {

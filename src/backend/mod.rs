@@ -35,8 +35,12 @@ pub struct GenerateRequest {
     pub messages: Option<Vec<Message>>,
     /// The model; the back-end's default when `None`.
     pub model: Option<String>,
-    /// Sampling options passed through to the model server.
+    /// Sampling options passed through to the model server (already
+    /// checked against the allowed options).
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// Most tokens the model may generate; each back-end sends it in its
+    /// own field (`num_predict`, `max_tokens`).
+    pub max_output_tokens: Option<u64>,
 }
 
 impl GenerateRequest {
@@ -140,9 +144,15 @@ pub trait Backend: Send + Sync + 'static {
     /// The back-end's name (`mock`, `ollama`, `openai`).
     fn name(&self) -> &'static str;
 
+    /// The model a request that names none gets.
+    fn default_model(&self) -> String;
+
     /// The model a request gets: its own, or the back-end's default.
     fn model_for(&self, request: &GenerateRequest) -> String {
-        request.model.clone().unwrap_or_default()
+        request
+            .model
+            .clone()
+            .unwrap_or_else(|| self.default_model())
     }
 
     /// Starts a generation.

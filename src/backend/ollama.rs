@@ -62,8 +62,12 @@ impl OllamaBackend {
                 "/api/generate"
             }
         };
-        if !request.options.is_empty() {
-            body["options"] = request.options.clone().into();
+        let mut options = request.options.clone();
+        if let Some(n) = request.max_output_tokens {
+            options.insert("num_predict".into(), n.into());
+        }
+        if !options.is_empty() {
+            body["options"] = options.into();
         }
         (self.base.join(path), body)
     }
@@ -144,8 +148,8 @@ impl Backend for OllamaBackend {
         "ollama"
     }
 
-    fn model_for(&self, request: &GenerateRequest) -> String {
-        request.model.clone().unwrap_or_else(|| self.model.clone())
+    fn default_model(&self) -> String {
+        self.model.clone()
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<TokenStream, BackendError> {

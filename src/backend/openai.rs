@@ -75,6 +75,9 @@ impl OpenAiBackend {
         });
         // Options first, so they can never replace the fields rill relies on.
         let mut body = request.options.clone();
+        if let Some(n) = request.max_output_tokens {
+            body.insert("max_tokens".into(), n.into());
+        }
         body.insert("model".into(), self.model_for(request).into());
         body.insert("messages".into(), serde_json::json!(messages));
         body.insert("stream".into(), true.into());
@@ -221,8 +224,8 @@ impl Backend for OpenAiBackend {
         "openai"
     }
 
-    fn model_for(&self, request: &GenerateRequest) -> String {
-        request.model.clone().unwrap_or_else(|| self.model.clone())
+    fn default_model(&self) -> String {
+        self.model.clone()
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<TokenStream, BackendError> {

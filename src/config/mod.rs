@@ -25,6 +25,7 @@ use crate::generation::GenerationConfig;
 use crate::hub::HubConfig;
 use crate::store::Retention;
 
+pub mod generation;
 pub mod security;
 
 /// rill: a Server-Sent Events server for LLM output and live events.
@@ -127,6 +128,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RILL_MAX_EVENT_BYTES", default_value_t = 1024 * 1024)]
     pub max_event_bytes: usize,
 
+    /// Most bytes of events (and idempotency keys) the memory store holds,
+    /// all streams together; a publish past it gets 503 and nothing
+    /// retained is dropped to make room.
+    #[arg(long, env = "RILL_MAX_STORE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_store_bytes: usize,
+
     /// Most streams held at once (a publish that would create one more gets 503).
     #[arg(long, env = "RILL_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
@@ -147,6 +154,12 @@ pub struct ServeArgs {
     /// the store.
     #[arg(long, env = "RILL_SUBSCRIBER_BUFFER", default_value_t = 256)]
     pub subscriber_buffer: usize,
+
+    /// Bytes of recent events a stream's live ring holds for its
+    /// subscribers; one that falls further behind is caught up from the
+    /// store.
+    #[arg(long, env = "RILL_SUBSCRIBER_BUFFER_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub subscriber_buffer_bytes: usize,
 
     /// Model back-end for `POST /v1/generations`.
     #[arg(long, env = "RILL_BACKEND", value_enum, default_value_t = BackendKind::Mock)]
@@ -191,6 +204,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Cost caps on generations.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub generation: generation::GenerationArgs,
 
     /// Auth, CORS, TLS and connection limits.
     #[command(flatten)]
@@ -267,11 +285,22 @@ impl ServeArgs {
         if self.keepalive_secs == 0 {
             return Err(ConfigError("keepalive-secs must be at least 1".into()));
         }
-        if self.retention_events == 0 || self.subscriber_buffer == 0 {
+        if self.retention_events == 0
+            || self.subscriber_buffer == 0
+            || self.subscriber_buffer_bytes == 0
+        {
             return Err(ConfigError(
-                "--retention-events and --subscriber-buffer must be above 0".into(),
+                "--retention-events, --subscriber-buffer and --subscriber-buffer-bytes must be above 0"
+                    .into(),
             ));
         }
+        if self.max_store_bytes < self.max_event_bytes {
+            return Err(ConfigError(format!(
+                "--max-store-bytes ({}) must hold at least one event of --max-event-bytes ({})",
+                self.max_store_bytes, self.max_event_bytes
+            )));
+        }
+        self.generation.validate()?;
         if self.store != "memory" && !self.store.starts_with("redis://") {
             return Err(ConfigError(format!(
                 "--store must be `memory` or a redis://HOST:PORT/DB URL, not `{}`",
@@ -296,6 +325,7 @@ impl ServeArgs {
     pub fn hub(&self) -> HubConfig {
         HubConfig {
             subscriber_buffer: self.subscriber_buffer,
+            subscriber_buffer_bytes: self.subscriber_buffer_bytes,
             keepalive: Duration::from_secs(self.keepalive_secs),
             retry_ms: self.retry_ms,
             max_subscribers_per_stream: self.max_subscribers_per_stream,
@@ -330,6 +360,10 @@ impl ServeArgs {
             },
             upstream_timeout: Duration::from_secs(self.upstream_timeout_secs.max(1)),
             lease: Duration::from_secs(self.generation_lease_secs.max(1)),
+            max_running: usize::try_from(self.generation.max_generations).unwrap_or(usize::MAX),
+            max_per_starter: usize::try_from(self.generation.max_generations_per_sub)
+                .unwrap_or(usize::MAX),
+            key_ttl: Duration::from_secs(self.retention_secs.max(1)),
         }
     }
 }

@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -95,9 +98,9 @@ pub async fn serve_with(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little
                     // rather than spin.
@@ -119,6 +122,7 @@ pub async fn serve_with(
             builder: builder.clone(),
             app: app.clone(),
             first_request_within: opts.header_read_timeout,
+            peer,
         };
         let watcher = graceful.watcher();
         // Two task types: a plain connection's task is then not sized for
@@ -146,16 +150,20 @@ struct Task {
     builder: Arc<Builder<TokioExecutor>>,
     app: Router,
     first_request_within: Duration,
+    peer: SocketAddr,
 }
 
-/// The per-connection service: the router, noting that a request arrived.
+/// The per-connection service: the router, noting that a request arrived
+/// and from where (`ConnectInfo`, for per-client limits).
 macro_rules! service {
-    ($app:expr, $seen:expr) => {{
+    ($app:expr, $seen:expr, $peer:expr) => {{
         let app = $app;
         let seen = $seen;
+        let peer = $peer;
         TowerToHyperService::new(tower::service_fn(
-            move |req: axum::http::Request<Incoming>| {
+            move |mut req: axum::http::Request<Incoming>| {
                 seen.store(true, Ordering::Relaxed);
+                req.extensions_mut().insert(ConnectInfo(peer));
                 app.clone().oneshot(req.map(axum::body::Body::new))
             },
         ))
@@ -165,7 +173,7 @@ macro_rules! service {
 impl Task {
     async fn plain(self, conn: Connection, watcher: Watcher) {
         let started = Arc::new(AtomicBool::new(false));
-        let svc = service!(self.app, started.clone());
+        let svc = service!(self.app, started.clone(), self.peer);
         let deadline = tokio::time::Instant::now() + self.first_request_within;
         let c = self.builder.serve_connection(TokioIo::new(conn), svc);
         first_request_by(watcher.watch(c), &started, deadline).await;
@@ -178,7 +186,7 @@ impl Task {
             return;
         };
         let started = Arc::new(AtomicBool::new(false));
-        let svc = service!(self.app, started.clone());
+        let svc = service!(self.app, started.clone(), self.peer);
         let c = self.builder.serve_connection(TokioIo::new(tls), svc);
         first_request_by(watcher.watch(c), &started, deadline).await;
     }

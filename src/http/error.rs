@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::generation::policy::PolicyError;
+use crate::generation::StartError;
 use crate::ids::NameError;
 use crate::sse::FieldError;
 use crate::store::StoreError;
@@ -45,6 +47,24 @@ pub enum ApiError {
     /// The body's media type is not one this route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The caller may not do this to what it names.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request asks the model for more than the operator allows.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A cap on running generations is reached; retry later.
+    #[error("{0}")]
+    TooMany(String),
+}
+
+impl From<StartError> for ApiError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Store(e) => ApiError::Store(e),
+            e @ StartError::TooMany { .. } => ApiError::TooMany(e.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -58,6 +78,11 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Policy(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Store(StoreError::KeyReused(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Store(StoreError::Full { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(StoreError::Finished(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::Exists(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::TooManyStreams(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,6 +100,14 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Policy(PolicyError::Model { .. }) => "model_not_allowed",
+            ApiError::Policy(PolicyError::Option { .. }) => "option_not_allowed",
+            ApiError::Policy(PolicyError::Choices) => "one_choice_only",
+            ApiError::Policy(PolicyError::OutputTokens { .. }) => "output_tokens",
+            ApiError::TooMany(_) => "too_many_generations",
+            ApiError::Store(StoreError::KeyReused(_)) => "idempotency_key_reused",
+            ApiError::Store(StoreError::Full { .. }) => "store_full",
             ApiError::Store(StoreError::Finished(_)) => "stream_finished",
             ApiError::Store(StoreError::Exists(_)) => "exists",
             ApiError::Store(StoreError::TooManyStreams(_)) => "too_many_streams",
@@ -89,7 +122,10 @@ impl IntoResponse for ApiError {
         metrics::counter!(crate::metrics::REJECTED, "reason" => self.kind()).increment(1);
         let body = serde_json::json!({ "error": self.kind(), "message": self.to_string() });
         let mut res = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

@@ -1,18 +1,23 @@
 //! `/v1/generations`: start and cancel model generations.
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::sse::{accepts_event_stream, respond};
+use super::streams::{check_generation, idempotency_key};
 use super::AppState;
+use crate::auth::{Grant, Right};
 use crate::backend::{GenerateRequest, Message};
-use crate::generation::Started;
+use crate::generation::{Generations, Started, Starter};
 use crate::hub::Resume;
+use crate::store::Fnv;
 
 /// A generation request: a `prompt` or `messages`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -43,17 +48,28 @@ pub struct Cancelled {
 /// `POST /v1/generations`: start a generation.
 #[utoipa::path(post, path = "/v1/generations", tag = "generations",
     request_body = CreateGeneration,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a retry with the same key (within retention) gets the generation the first attempt started")),
     responses(
         (status = 201, body = Started, description = "Started; read its stream at `stream`"),
         (status = 200, content_type = "text/event-stream", description = "With `Accept: text/event-stream`: the generation's stream itself; its id is in the `x-generation-id` header"),
-        (status = 400, description = "Neither prompt nor messages, or a bad body"),
-        (status = 503, description = "Too many streams"),
+        (status = 400, description = "Neither prompt nor messages, a bad body, or a model, option or output length the server does not allow"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "The Idempotency-Key was already used for a different request"),
+        (status = 429, description = "Too many generations running, on this node or for this subject; see Retry-After"),
+        (status = 503, description = "Too many streams, or the store is unavailable"),
     ))]
 pub async fn create(
     State(st): State<AppState>,
     headers: HeaderMap,
+    grant: Option<Extension<Grant>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the generation request as JSON, with `Content-Type: application/json`".into(),
+        ));
+    }
     let req: CreateGeneration = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "expected JSON {{\"prompt\": \"...\"}} or {{\"messages\": [...]}}: {e}"
@@ -66,18 +82,27 @@ pub async fn create(
             "give a non-empty `prompt` or `messages`".into(),
         ));
     }
-    let request = GenerateRequest {
+    let mut request = GenerateRequest {
         prompt: req.prompt.filter(|_| !has_messages),
         messages: req.messages.filter(|_| has_messages),
         model: req.model,
         options: req.options,
+        max_output_tokens: None,
     };
-    let started = st.generations.start(st.backend.clone(), request).await?;
+    st.policy.apply(&mut request, &st.backend.default_model())?;
+    let starter = starter(grant.as_deref(), peer.map(|Extension(ConnectInfo(a))| a));
+    let mut fingerprint = Fnv::default();
+    fingerprint.write(&body);
+    let key = idempotency_key(&headers, fingerprint.0)?;
+    let started = st
+        .generations
+        .start(st.backend.clone(), request, &starter, key.as_ref())
+        .await?;
     let wants_stream = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/event-stream") && accepts_event_stream(a));
-    if wants_stream {
+    let mut res = if wants_stream {
         let sub = st
             .hub
             .subscribe(&started.stream_name, &Resume::Beginning)
@@ -86,9 +111,42 @@ pub async fn create(
         if let Ok(v) = HeaderValue::from_str(&started.id) {
             res.headers_mut().insert("x-generation-id", v);
         }
-        return Ok(res);
+        res
+    } else {
+        (StatusCode::CREATED, Json(started.clone())).into_response()
+    };
+    if !started.fresh {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok((StatusCode::CREATED, Json(started)).into_response())
+    Ok(res)
+}
+
+/// Whether the request says its body is JSON.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        })
+}
+
+/// Who starts a generation: the token's subject, or without auth the
+/// client's address (for the per-starter cap only).
+fn starter(grant: Option<&Grant>, peer: Option<SocketAddr>) -> Starter {
+    match grant.and_then(|g| g.claims.sub.clone()) {
+        Some(sub) => Starter {
+            key: format!("sub:{sub}"),
+            sub: Some(sub),
+        },
+        None => Starter {
+            sub: None,
+            key: peer.map_or_else(|| "-".to_owned(), |a| format!("ip:{}", a.ip())),
+        },
+    }
 }
 
 /// `POST /v1/generations/{id}/cancel`: stop a generation now.
@@ -96,12 +154,17 @@ pub async fn create(
     params(("id" = String, Path, description = "Generation id")),
     responses(
         (status = 202, body = Cancelled, description = "Stopping; the stream ends with `done` (`done_reason: cancelled`)"),
+        (status = 403, description = "With auth on: the generation belongs to another subject"),
         (status = 404, description = "No running generation with that id (on this node, or with a shared store on any node)"),
     ))]
 pub async fn cancel(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    grant: Option<Extension<Grant>>,
 ) -> Result<Response, ApiError> {
+    let name = Generations::stream_of(&id)
+        .map_err(|_| ApiError::NotFound(format!("no running generation {id}")))?;
+    check_generation(&st, &name, grant.as_deref(), Right::Publish).await?;
     if st.generations.cancel_anywhere(&id).await? {
         Ok((
             StatusCode::ACCEPTED,

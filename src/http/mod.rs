@@ -27,8 +27,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
-use crate::backend::mock::MockBackend;
 use crate::backend::Backend;
+use crate::generation::policy::Policy;
 use crate::generation::Generations;
 use crate::hub::Hub;
 
@@ -41,8 +41,10 @@ pub struct AppState {
     pub generations: Generations,
     /// The back-end of `POST /v1/generations`.
     pub backend: Arc<dyn Backend>,
+    /// What requests may ask of the model.
+    pub policy: Arc<Policy>,
     /// The seed's recorded answer, for `/sse`.
-    pub demo: Arc<MockBackend>,
+    pub seed: Arc<demo::SeedAnswer>,
     /// Largest event data accepted, in bytes.
     pub max_event_bytes: usize,
     /// The Prometheus recorder, if one could be installed.

@@ -46,7 +46,7 @@ pub struct ApiDoc;
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, description = "Up"), (status = 503, description = "The store is unreachable")))]
 pub async fn healthz(State(st): State<AppState>) -> Response {
-    match st.hub.store().healthy().await {
+    match st.hub.store().log.healthy().await {
         Ok(()) => Json(serde_json::json!({ "status": "ok", "store": "ok" })).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

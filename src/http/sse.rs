@@ -4,14 +4,29 @@
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use super::error::ApiError;
-use crate::hub::{Resume, Subscribe, Subscription};
+use crate::hub::{Out, Reset, Resume, Subscribe, Subscription};
 use crate::ids::WireId;
-use crate::sse::encode_retry;
+use crate::sse::{encode_event, encode_retry, EventType, KEEPALIVE};
 use crate::store::StoreError;
+
+/// The content type of every event stream. The charset is what the spec
+/// requires anyway; saying it keeps clients that default to Latin-1 from
+/// garbling text.
+pub const EVENT_STREAM: &str = "text/event-stream; charset=utf-8";
+
+/// The `lastEventId` query parameter of `uri`: the last one when it is
+/// repeated (some reconnecting clients append one per attempt).
+pub fn last_event_id_param(uri: &Uri) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .filter(|(k, _)| k == "lastEventId")
+        .map(|(_, v)| v.into_owned())
+        .last()
+}
 
 /// Reads where the client resumes: `Last-Event-ID` (a reconnecting browser
 /// sends it), else the `lastEventId` query parameter (a first connection).
@@ -60,14 +75,19 @@ pub fn accepts_event_stream(accept: &str) -> bool {
     })
 }
 
-fn stream_headers(res: &mut Response) {
+/// Sets the headers of an event stream.
+pub fn stream_headers(res: &mut Response) {
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// An event-stream response of `body` alone (a `retry:` and a close).
+fn retry_only(body: Bytes) -> Response {
+    let mut res = Response::new(Body::from(body));
+    stream_headers(&mut res);
+    res
 }
 
 /// The response for a subscribe outcome.
@@ -78,12 +98,14 @@ pub fn respond(outcome: Subscribe, retry_ms: u64) -> Response {
         Subscribe::FullyRead => StatusCode::NO_CONTENT.into_response(),
         // Any status but 200 would make EventSource give up for good; tell
         // it to come back later instead.
-        Subscribe::Overloaded => {
-            let mut res = Response::new(Body::from(encode_retry(retry_ms.max(1000) * 5)));
-            stream_headers(&mut res);
-            res
-        }
+        Subscribe::Overloaded => overloaded(retry_ms),
     }
+}
+
+/// `200`, a long `retry:` and a close: the answer to a subscriber over a
+/// limit.
+pub fn overloaded(retry_ms: u64) -> Response {
+    retry_only(encode_retry(retry_ms.max(1000) * 5))
 }
 
 /// The response when the store cannot be read: `200`, a jittered `retry:`
@@ -92,9 +114,7 @@ pub fn respond(outcome: Subscribe, retry_ms: u64) -> Response {
 pub fn store_unavailable(retry_ms: u64) -> Response {
     use rand::Rng;
     let ms = rand::rng().random_range(retry_ms..=retry_ms.saturating_mul(2).max(retry_ms));
-    let mut res = Response::new(Body::from(encode_retry(ms)));
-    stream_headers(&mut res);
-    res
+    retry_only(encode_retry(ms))
 }
 
 /// Turns "the store is unavailable" into [`store_unavailable`]'s answer
@@ -112,11 +132,33 @@ pub fn retry_if_unavailable(
     }
 }
 
+/// The bytes of one piece of a subscriber's response.
+pub fn encode_out(out: Out) -> Bytes {
+    match out {
+        Out::Events(bytes) => bytes,
+        Out::KeepAlive => Bytes::from_static(KEEPALIVE),
+        Out::Retry(ms) | Out::Close(ms) => encode_retry(ms),
+        Out::Reset(reset) => encode_reset(&reset),
+    }
+}
+
+/// `event: reset` with what was missed, as JSON.
+pub fn encode_reset(reset: &Reset) -> Bytes {
+    let body = serde_json::json!({
+        "reason": reset.reason,
+        "requested": reset.requested,
+        "missed": reset.missed,
+        "resume_from": reset.resume_from,
+    });
+    let kind = EventType::new("reset").ok();
+    encode_event(Some(&reset.resume_from), kind.as_ref(), &body.to_string())
+}
+
 /// Streams a subscription as the response body.
 pub fn stream_response(sub: Subscription) -> Response {
     let body = futures_util::stream::unfold(sub, |mut sub| async move {
-        let chunk = sub.next_chunk().await?;
-        Some((Ok::<_, Infallible>(chunk), sub))
+        let out = sub.next().await?;
+        Some((Ok::<_, Infallible>(encode_out(out)), sub))
     });
     let mut res = Response::new(Body::from_stream(body));
     stream_headers(&mut res);
@@ -151,6 +193,10 @@ mod tests {
 
     #[test]
     fn resume_prefers_the_header() {
+        let uri: Uri = "/s?lastEventId=1&x=y&lastEventId=a%2Eb.7".parse().unwrap();
+        assert_eq!(last_event_id_param(&uri).as_deref(), Some("a.b.7"));
+        let uri: Uri = "/s?x=1".parse().unwrap();
+        assert_eq!(last_event_id_param(&uri), None);
         let mut h = HeaderMap::new();
         assert_eq!(resume_from(&h, None), Resume::Live);
         assert!(matches!(resume_from(&h, Some("4")), Resume::From(_)));

@@ -1,23 +1,27 @@
 //! `/v1/streams`: publish to, subscribe to, list and end named streams.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::sse::{negotiate, respond, resume_from, retry_if_unavailable};
+use super::sse::{last_event_id_param, negotiate, respond, resume_from, retry_if_unavailable};
 use super::AppState;
 use crate::auth::{Grant, Right};
-use crate::generation::GENERATION_PREFIX;
+use crate::generation::{Generations, GENERATION_PREFIX};
 use crate::ids::{EventId, StreamName};
 use crate::sse::EventType;
-use crate::store::{Draft, StreamInfo};
+use crate::store::{Draft, IdempotencyKey, StreamInfo};
 
-/// Event types rill itself sends; publishers cannot use them.
-pub const RESERVED_EVENT_TYPES: [&str; 2] = ["reset", "end"];
+/// Event types rill itself sends, and `error`, which `EventSource` fires
+/// for its own connection failures: publishers cannot use them.
+pub const RESERVED_EVENT_TYPES: [&str; 3] = ["reset", "end", "error"];
+
+/// The header that makes a publish or a generation start safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The `lastEventId` query parameter.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -44,7 +48,8 @@ pub struct PublishBody {
 /// The answer to a publish.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Published {
-    /// The event's id, as subscribers see it in `id:`.
+    /// The event's id, as subscribers see it in `id:`: the stream's
+    /// incarnation and the event's number, `<epoch>.<n>`.
     pub id: String,
 }
 
@@ -66,6 +71,7 @@ fn stream_name(name: String) -> Result<StreamName, ApiError> {
         (status = 200, description = "Replay after the id, then live events. Over a subscriber limit, or with the store unreachable: only a `retry:` hint, then a clean close.", content_type = "text/event-stream"),
         (status = 204, description = "The stream has ended and the client has read its end"),
         (status = 400, description = "Bad stream name"),
+        (status = 403, description = "With auth on: a generation's stream that belongs to another subject"),
         (status = 404, description = "A `gen-*` stream that does not exist (generations create them)"),
         (status = 406, description = "Accept admits no event stream"),
     ))]
@@ -73,26 +79,23 @@ pub async fn subscribe(
     State(st): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<ResumeQuery>,
+    uri: Uri,
+    grant: Option<Extension<Grant>>,
 ) -> Result<Response, ApiError> {
     negotiate(&headers)?;
     let name = stream_name(name)?;
-    let resume = resume_from(&headers, q.last_event_id.as_deref());
+    let query = last_event_id_param(&uri);
+    let resume = resume_from(&headers, query.as_deref());
     let retry = st.hub.config().retry_ms;
     let answer = async {
-        if name.as_str().starts_with(GENERATION_PREFIX) {
-            // Only generations create these streams, so one that does not
-            // exist never will: say so instead of waiting forever.
-            let head = st.hub.store().read_after(&name, EventId::START, 0).await?;
-            if head.prefix.is_none() && head.last_id == EventId::START {
-                return Err(ApiError::NotFound(format!(
-                    "no generation stream {name}: it never existed or has expired"
-                )));
-            }
+        if Generations::id_of(&name).is_some() {
+            check_generation(&st, &name, grant.as_deref(), Right::Subscribe).await?;
         }
         let outcome = st.hub.subscribe(&name, &resume).await?;
         super::record_stream(name.as_str(), || {
-            *st.hub.channel(&name).subscribers().borrow()
+            st.hub
+                .existing_channel(&name)
+                .map_or(0, |c| c.subscriber_count())
         });
         tracing::debug!("subscribed");
         Ok(respond(outcome, retry))
@@ -110,7 +113,8 @@ pub async fn subscribe(
         (status = 400, description = "Bad name, event type or body; `gen-*` and `_*` streams are written by rill only"),
         (status = 409, description = "The stream has ended"),
         (status = 413, description = "Event larger than --max-event-bytes"),
-        (status = 503, description = "Too many streams, or the store is unavailable; see Retry-After"),
+        (status = 422, description = "The Idempotency-Key was already used for a different event"),
+        (status = 503, description = "Too many streams, the store's memory budget is spent, or the store is unavailable; see Retry-After"),
     ))]
 pub async fn publish(
     State(st): State<AppState>,
@@ -132,11 +136,76 @@ pub async fn publish(
         )));
     }
     super::record_stream(name.as_str(), || {
-        *st.hub.channel(&name).subscribers().borrow()
+        st.hub
+            .existing_channel(&name)
+            .map_or(0, |c| c.subscriber_count())
     });
-    let record = st.hub.publish(&name, &draft).await?;
-    let id = record.id.to_string();
-    Ok((StatusCode::CREATED, Json(Published { id })).into_response())
+    let key = idempotency_key(&headers, draft.fingerprint())?;
+    let appended = st.hub.publish(&name, &draft, key.as_ref()).await?;
+    let id = appended.wire_id();
+    let mut res = (StatusCode::CREATED, Json(Published { id })).into_response();
+    if appended.record.is_none() {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(res)
+}
+
+/// The request's `Idempotency-Key`, with the fingerprint of what it asks.
+pub fn idempotency_key(
+    headers: &HeaderMap,
+    fingerprint: u64,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|k| IdempotencyKey::new(k, fingerprint))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)"
+                    .into(),
+            )
+        })
+}
+
+/// Checks that a generation's stream exists and that `grant` (with auth
+/// on) may reach it with `right`: a generation belongs to the `sub` that
+/// started it, and otherwise only to tokens granted it by a pattern that
+/// names generation streams.
+pub async fn check_generation(
+    st: &AppState,
+    name: &StreamName,
+    grant: Option<&Grant>,
+    right: Right,
+) -> Result<(), ApiError> {
+    // Only generations create these streams, so one that does not exist
+    // never will: say so instead of waiting forever.
+    let head = st
+        .hub
+        .store()
+        .log
+        .read_after(name, EventId::START, 0)
+        .await?;
+    if !head.exists() {
+        return Err(ApiError::NotFound(format!(
+            "no generation stream {name}: it never existed or has expired"
+        )));
+    }
+    let Some(grant) = grant else {
+        return Ok(());
+    };
+    let owner = head.owner.as_deref();
+    if grant.allows(right, name.as_str())
+        || (owner.is_some() && grant.claims.sub.as_deref() == owner)
+    {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "generation stream {name} belongs to another subject"
+    )))
 }
 
 /// Reads a publish body: JSON when the content type says so, else text.
@@ -165,6 +234,11 @@ pub fn draft_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Draft, ApiErr
     };
     let event_type = match parsed.event {
         None => None,
+        Some(t) if t == "error" => {
+            return Err(ApiError::BadRequest(
+                "event type `error` is what EventSource fires for its own connection failures, so readers would mistake one for the other; name it something else (rill uses `failed`)".into(),
+            ))
+        }
         Some(t) if RESERVED_EVENT_TYPES.contains(&t.as_str()) => {
             return Err(ApiError::BadRequest(format!(
                 "event type `{t}` is reserved for rill ({})",
@@ -201,17 +275,20 @@ pub async fn list(
     responses(
         (status = 204, description = "Ended; live subscribers got `event: end` and were closed"),
         (status = 400, description = "Bad stream name"),
+        (status = 403, description = "With auth on: a generation's stream that belongs to another subject"),
         (status = 404, description = "No such stream"),
         (status = 409, description = "A generation is still writing the stream; cancel it first"),
     ))]
 pub async fn remove(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    grant: Option<Extension<Grant>>,
 ) -> Result<StatusCode, ApiError> {
     let name = stream_name(name)?;
     // Removing it under a running generation would let the generation's
     // next event create a new stream of that name, without its id prefix.
-    if let Some(id) = name.as_str().strip_prefix(GENERATION_PREFIX) {
+    if let Some(id) = Generations::id_of(&name) {
+        check_generation(&st, &name, grant.as_deref(), Right::Publish).await?;
         if st.generations.is_running(id) {
             return Err(ApiError::Conflict(format!(
                 "generation {id} is still running; POST /v1/generations/{id}/cancel first"

@@ -27,7 +27,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{end_frame, Channel, Frame, Hub};
+use super::{Channel, Hub, Live};
 use crate::ids::{EventId, StreamName};
 use crate::metrics as m;
 use crate::store::{Follow, Record};
@@ -40,12 +40,18 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl Channel {
-    /// A new local subscriber (already counted by its slot) has read the
-    /// store up to `after`: makes sure the feed covers everything after it.
-    /// True when this starts the feed.
-    pub(super) fn join(&self, after: EventId, prefix: Option<String>) -> bool {
-        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
-        let started = match feed.as_mut() {
+    pub(super) fn feed_position(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(EventId, Option<String>)>> {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new local subscriber (already counted) has read the store up to
+    /// `after`: makes sure the feed covers everything after it. True when
+    /// this starts the feed.
+    pub(super) fn follow_from(&self, after: EventId, prefix: Option<String>) -> bool {
+        let mut feed = self.feed_position();
+        match feed.as_mut() {
             Some((at, _)) => {
                 *at = (*at).min(after);
                 false
@@ -54,22 +60,18 @@ impl Channel {
                 *feed = Some((after, prefix));
                 true
             }
-        };
-        started
+        }
     }
 
-    /// Counts a local subscriber gone; the last one stops the feed.
-    pub(super) fn leave(&self) {
-        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
-        self.subscribers.send_modify(|n| *n = n.saturating_sub(1));
-        if *self.subscribers.borrow() == 0 {
-            *feed = None;
+    /// The last local subscriber left: the feed stops following.
+    pub(super) fn stop_following(&self) {
+        if self.subscriber_count() == 0 {
+            *self.feed_position() = None;
         }
     }
 
     fn follow(&self, name: &StreamName) -> Option<Follow> {
-        let feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
-        feed.as_ref().map(|(after, prefix)| Follow {
+        self.feed_position().as_ref().map(|(after, prefix)| Follow {
             name: name.clone(),
             after: *after,
             prefix: prefix.clone(),
@@ -78,21 +80,24 @@ impl Channel {
 
     /// Sends `records` that are past the feed position into the ring.
     fn feed(&self, records: Vec<Record>) {
-        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut feed = self.feed_position();
         let Some((at, _)) = feed.as_mut() else {
             return;
         };
-        for r in records {
-            if r.id <= *at {
-                continue;
-            }
-            *at = r.id;
-            let _ = self.tx.send(Frame {
-                id: Some(r.id),
+        let from = *at;
+        let fresh: Vec<Live> = records
+            .into_iter()
+            .filter(|r| r.id > from)
+            .map(|r| Live {
+                id: r.id,
                 bytes: r.frame,
                 terminal: r.terminal,
-            });
+            })
+            .collect();
+        if let Some(last) = fresh.last() {
+            *at = last.id;
         }
+        self.push(fresh);
     }
 }
 
@@ -110,7 +115,9 @@ impl Hub {
         if let Some(w) = self.inner.wakers.get(reader) {
             w.notify_one();
         }
-        self.inner.store.interrupt(reader).await;
+        if let Some(feed) = &self.inner.store.feed {
+            feed.interrupt(reader).await;
+        }
     }
 
     fn followed(&self, reader: usize) -> Vec<(Arc<Channel>, Follow)> {
@@ -128,6 +135,9 @@ impl Hub {
 
     /// Runs live reader `reader` of a shared store until shutdown.
     pub async fn run_feed(self, reader: usize) {
+        let Some(store) = self.inner.store.feed.clone() else {
+            return;
+        };
         let shutdown = self.inner.shutdown.clone();
         let Some(waker) = self.inner.wakers.get(reader) else {
             return;
@@ -144,7 +154,7 @@ impl Hub {
             }
             let from: Vec<Follow> = followed.iter().map(|(_, f)| f.clone()).collect();
             let got = tokio::select! {
-                r = self.inner.store.follow(reader, &from, FEED_WAIT) => r,
+                r = store.follow(reader, &from, FEED_WAIT) => r,
                 _ = shutdown.cancelled() => return,
             };
             match got {
@@ -156,18 +166,15 @@ impl Hub {
                         }
                     }
                     for (name, last) in got.removed {
-                        let channel = self.channels().get(&name).cloned();
-                        if let Some(channel) = channel {
-                            let _ = channel.tx.send(end_frame(&name, last.next()));
-                        }
+                        self.end_subscribers(&name, None, last);
                     }
                 }
                 Err(e) => {
                     tracing::warn!(reader, error = %e, "live feed failed; telling subscribers to retry");
                     metrics::counter!(m::LIVE_FEED_ERRORS).increment(1);
                     for (channel, _) in &followed {
-                        // The same frame as a shutdown: retry later, resume.
-                        let _ = channel.tx.send(Frame::retry_later());
+                        // As at shutdown: come back later, and resume.
+                        channel.retry_later();
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

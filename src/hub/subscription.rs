@@ -1,36 +1,31 @@
 //! One subscriber's view of a stream: replay from an id, then live.
 //!
-//! A [`Subscription`] yields the chunks of an SSE response body: the
-//! `retry:` hint, an `event: reset` when the requested id is gone, the
-//! retained events after the id, then live frames. When it falls further
-//! behind the live ring than its buffer, it goes back to the store and
-//! catches up; if the store no longer has what it missed, it says so with
-//! `event: reset`. Dropping it (the client went away) releases its place.
+//! A [`Subscription`] yields what its response body says, as [`Out`]
+//! values that the HTTP layer encodes: the `retry:` hint, an `event: reset`
+//! when the requested id is gone or belongs to another incarnation of the
+//! stream, the retained events after the id, then live events. When it
+//! falls out of the live ring it goes back to the store and catches up; if
+//! the store no longer has what it missed, it says so with a reset.
+//! Dropping it (the client went away) gives its place back.
 //!
-//! Waiting for the next live frame touches nothing shared but the ring:
-//! shutdown arrives as a frame in the ring (or, for a subscriber that is
+//! Waiting for the next live event touches nothing shared but the ring:
+//! shutdown arrives as a signal in the ring (or, for a subscriber that is
 //! reading the store, as the cancelled token checked once per page).
-//! Selecting on the shutdown token for every frame locked the token's two
-//! mutexes three times per delivered event, from every subscriber at once.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::{Channel, Frame, Hub};
+use super::channel::{Channel, Delivery, Seen, BATCH_BYTES};
+use super::Hub;
 use crate::ids::{wire_id, EventId, StreamName, WireId};
 use crate::metrics as m;
-use crate::sse::{encode_event, encode_retry, EventType};
 use crate::store::{Record, StoreError};
 
 /// Events read from the store per page during replay.
 const REPLAY_PAGE: usize = 256;
-
-/// Most bytes of replayed events sent as one body chunk.
-const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Where a client asked to resume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +54,7 @@ impl Resume {
 
 /// The answer to a subscribe request.
 pub enum Subscribe {
-    /// Stream these bytes.
+    /// Stream this.
     Stream(Box<Subscription>),
     /// The stream has ended and the client has read the end: answer `204`.
     FullyRead,
@@ -67,14 +62,43 @@ pub enum Subscribe {
     Overloaded,
 }
 
+/// What a client missed, told with `event: reset` before what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    /// Why: `unknown` (an id of no incarnation of this stream), `expired`
+    /// (older than retention) or `lagged` (fell behind while connected).
+    pub reason: &'static str,
+    /// The id the client asked to resume after, as it sent it.
+    pub requested: Option<String>,
+    /// How many events were missed, when known.
+    pub missed: Option<u64>,
+    /// The id from which the stream goes on (the reset's own `id:`).
+    pub resume_from: String,
+}
+
+/// One piece of a subscriber's response, for the HTTP layer to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// The `retry:` hint that opens a stream.
+    Retry(u64),
+    /// Encoded events, one or several, as they go on the wire.
+    Events(Bytes),
+    /// A keep-alive, so proxies do not cut an idle stream.
+    KeepAlive,
+    /// Events were missed.
+    Reset(Reset),
+    /// The end for now: come back after this many milliseconds (shutdown,
+    /// or the store is in trouble).
+    Close(u64),
+}
+
 /// A live subscription; see the module docs.
 pub struct Subscription {
     slot: Slot,
-    name: StreamName,
-    rx: broadcast::Receiver<Frame>,
     prefix: Option<String>,
     last: EventId,
-    prelude: VecDeque<Bytes>,
+    seen: Seen,
+    prelude: VecDeque<Out>,
     backlog: VecDeque<Record>,
     caught_up: bool,
     ended: bool,
@@ -88,67 +112,73 @@ impl Hub {
         resume: &Resume,
     ) -> Result<Subscribe, StoreError> {
         let cfg = self.config();
-        let channel = self.channel(name);
-        // Join the live ring before reading the store: see the hub's docs.
-        let rx = channel.tx.subscribe();
-        let Some(slot) = Slot::take(self, channel) else {
+        let Some(slot) = Slot::take(self, name) else {
             metrics::counter!(m::REJECTED, "reason" => "subscriber_limit").increment(1);
             return Ok(Subscribe::Overloaded);
         };
-        let head = self.store().read_after(name, EventId::START, 0).await?;
-        let unknown = EventId(u64::MAX);
+        let (slot, seen) = slot;
+        // Counted in the ring before the store is read: see the hub's docs.
+        let head = self.store().log.read_after(name, EventId::START, 0).await?;
         let requested_after = match resume {
-            Resume::Live => head.last_id,
-            Resume::Beginning => EventId::START,
-            Resume::From(w)
-                if w.prefix == head.prefix || (w.prefix.is_none() && w.id == EventId::START) =>
-            {
-                w.id
+            Resume::Live => Some(head.last_id),
+            Resume::Beginning => Some(EventId::START),
+            Resume::From(w) if w.prefix.is_none() && w.id == EventId::START => Some(EventId::START),
+            Resume::From(w) if head.exists() && w.prefix == head.prefix => Some(w.id),
+            Resume::From(w) if head.exists() && head.prefix.as_deref() == Some("") => {
+                // A stream made before incarnations: its ids are plain.
+                w.prefix.is_none().then_some(w.id)
             }
-            _ => unknown,
+            _ => None,
         };
-        if head.finished && requested_after == head.last_id {
+        if head.finished && requested_after == Some(head.last_id) {
             return Ok(Subscribe::FullyRead);
         }
         if matches!(resume, Resume::From(_) | Resume::Invalid(_)) {
             metrics::counter!(m::RESUMES).increment(1);
         }
         let raw = resume.raw();
-        let mut prelude = VecDeque::from([encode_retry(cfg.retry_ms)]);
-        let mut last = requested_after;
-        if requested_after > head.last_id {
-            // Not an id of this stream: say so, then replay what is retained.
-            last = EventId(head.first_retained.0 - 1);
-            prelude.push_back(reset(&head.prefix, last, "unknown", None, raw.as_deref()));
-        } else if requested_after.next() < head.first_retained {
-            last = EventId(head.first_retained.0 - 1);
-            let missed = last.0 - requested_after.0;
-            prelude.push_back(reset(
-                &head.prefix,
-                last,
-                "expired",
-                Some(missed),
-                raw.as_deref(),
-            ));
-        }
+        let mut prelude = VecDeque::from([Out::Retry(cfg.retry_ms)]);
+        let before_first = EventId(head.first_retained.0.saturating_sub(1));
+        let last = match requested_after {
+            Some(after) if after > head.last_id => {
+                // Not an id this stream has given: say so, replay what is kept.
+                prelude.push_back(reset(&head.prefix, before_first, "unknown", None, raw));
+                before_first
+            }
+            None => {
+                prelude.push_back(reset(&head.prefix, before_first, "unknown", None, raw));
+                before_first
+            }
+            Some(after) if after.next() < head.first_retained => {
+                let missed = before_first.0 - after.0;
+                prelude.push_back(reset(
+                    &head.prefix,
+                    before_first,
+                    "expired",
+                    Some(missed),
+                    raw,
+                ));
+                before_first
+            }
+            Some(after) => after,
+        };
         let ended = head.finished && last >= head.last_id;
         // The feed (shared stores) must cover everything after what this
         // subscriber read from the store: `head.last_id`.
-        let started = slot.channel.join(head.last_id, head.prefix.clone());
+        let started = slot.channel.follow_from(head.last_id, head.prefix.clone());
         // Built before the wake-up's await, so that a client gone meanwhile
         // still gives its place back (in the slot's `Drop`).
         let sub = Subscription {
             slot,
-            name: name.clone(),
-            rx,
             prefix: head.prefix,
             last,
+            seen,
             prelude,
             backlog: VecDeque::new(),
             caught_up: false,
             ended,
         };
-        if started && self.store().shared() {
+        if started && self.store().is_shared() {
             self.wake_reader(name).await;
         }
         Ok(Subscribe::Stream(Box::new(sub)))
@@ -158,139 +188,131 @@ impl Hub {
 fn reset(
     prefix: &Option<String>,
     at: EventId,
-    reason: &str,
+    reason: &'static str,
     missed: Option<u64>,
-    requested: Option<&str>,
-) -> Bytes {
-    metrics::counter!(m::RESETS, "reason" => reason.to_owned()).increment(1);
-    let body = serde_json::json!({
-        "reason": reason,
-        "requested": requested,
-        "missed": missed,
-        "resume_from": wire_id(prefix.as_deref(), at),
-    });
-    let t = EventType::new("reset").ok();
-    encode_event(
-        Some(&wire_id(prefix.as_deref(), at)),
-        t.as_ref(),
-        &body.to_string(),
-    )
+    requested: Option<String>,
+) -> Out {
+    metrics::counter!(m::RESETS, "reason" => reason).increment(1);
+    let prefix = prefix.as_deref().filter(|p| !p.is_empty());
+    Out::Reset(Reset {
+        reason,
+        requested,
+        missed,
+        resume_from: wire_id(prefix, at),
+    })
 }
 
 impl Subscription {
     /// The stream this subscription reads.
     pub fn stream(&self) -> &StreamName {
-        &self.name
+        &self.slot.name
     }
 
-    /// The next chunk of the response body; `None` when the stream is over.
-    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+    /// The next piece of the response; `None` when the stream is over.
+    pub async fn next(&mut self) -> Option<Out> {
         loop {
-            if let Some(b) = self.prelude.pop_front() {
-                return Some(b);
+            if let Some(out) = self.prelude.pop_front() {
+                return Some(out);
             }
             if self.ended {
                 return None;
             }
-            if let Some(r) = self.backlog.pop_front() {
-                let first = self.deliver(r.id, r.frame, r.terminal);
-                return Some(self.coalesce_backlog(first));
+            if !self.backlog.is_empty() {
+                return Some(Out::Events(self.take_backlog()));
             }
             if !self.caught_up {
                 if self.slot.hub.shutdown().is_cancelled() {
-                    // The shutdown frame may have passed while we read the
+                    // The shutdown signal may have passed while we read the
                     // store, or been sent before we joined the ring.
                     return Some(self.shut_down());
                 }
                 if let Err(e) = self.fill_backlog().await {
-                    tracing::warn!(stream = %self.name, error = %e, "replay failed; closing");
+                    tracing::warn!(stream = %self.slot.name, error = %e, "replay failed; closing");
                     self.ended = true;
-                    return Some(encode_retry(self.slot.hub.config().retry_ms));
+                    return Some(Out::Close(self.slot.hub.config().retry_ms));
                 }
                 continue;
             }
-            // A replay page is up to REPLAY_PAGE records of 48 bytes (12 KiB);
-            // a subscriber waiting on live events keeps neither that
-            // allocation nor the prelude's.
+            // A replay page is up to REPLAY_PAGE records; a subscriber
+            // waiting on live events keeps neither that allocation nor the
+            // prelude's.
             if self.backlog.capacity() > 0 || self.prelude.capacity() > 0 {
                 self.backlog = VecDeque::new();
                 self.prelude = VecDeque::new();
             }
-            match self.rx.recv().await {
-                // Shutdown, or (shared stores) the live feed lost the store:
-                // either way, come back later and resume.
-                Ok(f) if f.is_retry_later() => return Some(self.shut_down()),
-                Ok(Frame {
-                    id: None, bytes, ..
-                }) => return Some(bytes),
-                Ok(Frame { id: Some(id), .. }) if id <= self.last => {}
-                Ok(Frame { terminal: true, .. }) if self.slot.hub.shutdown().is_cancelled() => {
-                    // A generation ended by this very shutdown: the client is
-                    // told to come back rather than that the answer is done,
-                    // whichever of the two frames reached the ring first.
-                    return Some(self.shut_down());
-                }
-                Ok(Frame {
-                    id: Some(id),
-                    bytes,
-                    terminal,
-                }) => return Some(self.deliver(id, bytes, terminal)),
-                Err(RecvError::Lagged(_)) => {
-                    // Fell behind the ring: catch up from the store.
+            match self.slot.channel.next(self.last, &mut self.seen).await {
+                Delivery::RetryLater => return Some(self.shut_down()),
+                Delivery::KeepAlive => return Some(Out::KeepAlive),
+                Delivery::Lagged => {
+                    // Fell out of the ring: catch up from the store.
                     metrics::counter!(m::SLOW_CATCHUPS).increment(1);
                     self.caught_up = false;
                 }
-                Err(RecvError::Closed) => return None,
+                Delivery::Events { terminal: true, .. }
+                    if self.slot.hub.shutdown().is_cancelled() =>
+                {
+                    // A generation ended by this very shutdown: the client is
+                    // told to come back rather than that the answer is done,
+                    // whichever of the two signals reached the ring first.
+                    return Some(self.shut_down());
+                }
+                Delivery::Events {
+                    bytes,
+                    count,
+                    last,
+                    terminal,
+                } => {
+                    self.delivered(count, last, terminal);
+                    return Some(Out::Events(bytes));
+                }
             }
         }
     }
 
-    fn deliver(&mut self, id: EventId, bytes: Bytes, terminal: bool) -> Bytes {
-        self.last = id;
-        if terminal {
-            self.ended = true;
-        }
+    fn delivered(&mut self, count: u64, last: EventId, terminal: bool) {
+        self.last = last;
+        self.ended |= terminal;
         self.slot
-            .hub
-            .inner
+            .channel
             .delivered
-            .fetch_add(1, Ordering::Relaxed);
-        bytes
+            .fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Appends the replayed events already in hand to `first`, up to
-    /// [`COALESCE_BYTES`], so a subscriber catching up gets one body chunk
-    /// (one write) per batch instead of one per event. The events' bytes are
-    /// copied, never re-encoded. Measured: 1,000 subscribers replaying 1,000
-    /// events each cost 1.05 / 0.94 µs of server CPU per event before and
-    /// 0.26 / 0.31 µs after (A/B/A/B, `bench/loadgen replay`).
-    fn coalesce_backlog(&mut self, first: Bytes) -> Bytes {
-        let fits = |r: &Record, len: usize| len + r.frame.len() <= COALESCE_BYTES;
-        if self.ended || !self.backlog.front().is_some_and(|r| fits(r, first.len())) {
-            return first;
-        }
-        let mut batch = BytesMut::with_capacity(COALESCE_BYTES.min(first.len() * 8));
-        batch.extend_from_slice(&first);
-        while !self.ended {
-            match self.backlog.pop_front() {
-                Some(r) if fits(&r, batch.len()) => {
-                    let bytes = self.deliver(r.id, r.frame, r.terminal);
-                    batch.extend_from_slice(&bytes);
-                }
-                Some(r) => {
-                    self.backlog.push_front(r);
-                    break;
-                }
-                None => break,
+    /// The replayed events in hand, joined up to the batch size, so a
+    /// subscriber catching up gets one write per batch instead of one per
+    /// event. The events' bytes are copied, never re-encoded (see
+    /// `bench/RESULTS.md`, catch-up replay).
+    fn take_backlog(&mut self) -> Bytes {
+        let mut parts: Vec<Bytes> = Vec::new();
+        let (mut len, mut count, mut last, mut terminal) = (0, 0, self.last, false);
+        while let Some(r) = self.backlog.front() {
+            if terminal || (count > 0 && len + r.frame.len() > BATCH_BYTES) {
+                break;
             }
+            let Some(r) = self.backlog.pop_front() else {
+                break;
+            };
+            len += r.frame.len();
+            count += 1;
+            last = r.id;
+            terminal = r.terminal;
+            parts.push(r.frame);
         }
-        batch.freeze()
+        self.delivered(count, last, terminal);
+        if parts.len() == 1 {
+            return parts.pop().unwrap_or_default();
+        }
+        let mut joined = BytesMut::with_capacity(len);
+        for p in parts {
+            joined.extend_from_slice(&p);
+        }
+        joined.freeze()
     }
 
-    /// Ends the stream with a jittered `retry:`.
-    fn shut_down(&mut self) -> Bytes {
+    /// Ends the stream: come back later, after a jittered pause.
+    fn shut_down(&mut self) -> Out {
         self.ended = true;
-        shutdown_retry(self.slot.hub.config().retry_ms)
+        Out::Close(shutdown_retry(self.slot.hub.config().retry_ms))
     }
 
     async fn fill_backlog(&mut self) -> Result<(), StoreError> {
@@ -298,15 +320,24 @@ impl Subscription {
             .slot
             .hub
             .store()
-            .read_after(&self.name, self.last, REPLAY_PAGE)
+            .log
+            .read_after(&self.slot.name, self.last, REPLAY_PAGE)
             .await?;
-        if page.last_id < self.last {
+        let moved = match (&self.prefix, &page.prefix) {
+            (Some(mine), Some(now)) => mine != now,
+            (Some(_), None) => true,
+            (None, now) => {
+                self.prefix.clone_from(now);
+                false
+            }
+        };
+        if moved || page.last_id < self.last {
             // The stream was deleted (and perhaps made anew) while we lagged
             // past its `end`: its ids are no longer the ones we counted.
             // Close with a retry; the reconnect is answered with a reset.
             self.ended = true;
             self.prelude
-                .push_back(encode_retry(self.slot.hub.config().retry_ms));
+                .push_back(Out::Close(self.slot.hub.config().retry_ms));
             return Ok(());
         }
         if self.last.next() < page.first_retained && self.last < page.last_id {
@@ -326,12 +357,11 @@ impl Subscription {
     }
 }
 
-/// The `retry:` sent to every open stream at shutdown, with jitter so that a
-/// restart does not bring every browser back in the same millisecond.
-fn shutdown_retry(retry_ms: u64) -> Bytes {
+/// The pause before a client comes back after a shutdown, with jitter so
+/// that a restart does not bring every browser back in the same millisecond.
+fn shutdown_retry(retry_ms: u64) -> u64 {
     use rand::Rng;
-    let ms = rand::rng().random_range(retry_ms..=retry_ms.saturating_mul(4).max(retry_ms));
-    encode_retry(ms)
+    rand::rng().random_range(retry_ms..=retry_ms.saturating_mul(4).max(retry_ms))
 }
 
 /// A subscriber's place under the limits (node and stream), taken before
@@ -339,42 +369,41 @@ fn shutdown_retry(retry_ms: u64) -> Bytes {
 /// given back when dropped.
 struct Slot {
     hub: Hub,
+    name: StreamName,
     channel: Arc<Channel>,
 }
 
 impl Slot {
     /// Takes a place, or `None` when a limit is reached.
-    fn take(hub: &Hub, channel: Arc<Channel>) -> Option<Slot> {
-        let cfg = hub.config();
-        let total = &hub.inner.subscribers;
-        if total.fetch_add(1, Ordering::AcqRel) >= cfg.max_subscribers {
-            total.fetch_sub(1, Ordering::AcqRel);
+    fn take(hub: &Hub, name: &StreamName) -> Option<(Slot, Seen)> {
+        if !hub.take_place() {
             return None;
         }
-        // The watch's lock makes check-and-increment one step.
-        let fits = channel.subscribers.send_if_modified(|n| {
-            let fits = *n < cfg.max_subscribers_per_stream;
-            if fits {
-                *n += 1;
+        let channel = hub.channel(name);
+        match channel.join(hub.config().max_subscribers_per_stream) {
+            Some(seen) => Some((
+                Slot {
+                    hub: hub.clone(),
+                    name: name.clone(),
+                    channel,
+                },
+                seen,
+            )),
+            None => {
+                hub.release_place();
+                hub.drop_channel_if_unused(name, &channel);
+                None
             }
-            fits
-        });
-        if !fits {
-            total.fetch_sub(1, Ordering::AcqRel);
-            return None;
         }
-        metrics::gauge!(m::SUBSCRIBERS).increment(1.0);
-        Some(Slot {
-            hub: hub.clone(),
-            channel,
-        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.hub.inner.subscribers.fetch_sub(1, Ordering::AcqRel);
-        self.channel.leave();
-        metrics::gauge!(m::SUBSCRIBERS).decrement(1.0);
+        if self.channel.leave() == 0 {
+            self.channel.stop_following();
+            self.hub.drop_channel_if_unused(&self.name, &self.channel);
+        }
+        self.hub.release_place();
     }
 }

@@ -50,10 +50,17 @@ pub fn encode_comment(comment: &Comment) -> Bytes {
 }
 
 /// Encodes a `retry:` hint, telling the browser how long to wait before it
-/// reconnects.
+/// reconnects. The line has no blank line of its own: a `retry:` field
+/// takes effect when its line is read, and several popular clients
+/// dispatch an empty event on every blank line (or ignore a `retry:` in a
+/// block without data), so it rides in front of the next event's block.
 pub fn encode_retry(millis: u64) -> Bytes {
-    Bytes::from(format!("retry: {millis}\n\n"))
+    Bytes::from(format!("retry: {millis}\n"))
 }
+
+/// The keep-alive: one comment line, without a blank line after it (a
+/// blank line makes several popular clients dispatch an empty event).
+pub const KEEPALIVE: &[u8] = b":\n";
 
 /// Splits on CRLF, LF and lone CR. Always yields at least one piece, and a
 /// trailing line ending yields a final empty piece.
@@ -114,7 +121,7 @@ mod tests {
         let t = EventType::new("done").unwrap();
         let b = encode_event(Some("7"), Some(&t), "{}");
         assert_eq!(&b[..], b"id: 7\nevent: done\ndata: {}\n\n");
-        assert_eq!(&encode_retry(3000)[..], b"retry: 3000\n\n");
+        assert_eq!(&encode_retry(3000)[..], b"retry: 3000\n");
         let c = Comment::new("ka").unwrap();
         assert_eq!(&encode_comment(&c)[..], b": ka\n\n");
     }

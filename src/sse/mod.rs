@@ -14,6 +14,6 @@ pub mod encode;
 pub mod field;
 pub mod parse;
 
-pub use encode::{encode_comment, encode_event, encode_retry};
+pub use encode::{encode_comment, encode_event, encode_retry, KEEPALIVE};
 pub use field::{Comment, EventType, FieldError};
 pub use parse::{ParsedEvent, Parser};

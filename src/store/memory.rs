@@ -3,44 +3,63 @@
 //! Streams sit in a map behind a read-write lock; each stream has its own
 //! mutex, so publishers to different streams do not wait on each other.
 //! Retention is enforced on every append (count, bytes) and by the hub's
-//! periodic sweep (age), so memory stays bounded by the configured limits.
+//! periodic sweep (age). Memory is bounded by settings, not by what clients
+//! send: every stream by its retention, and the node by one byte budget
+//! (`--max-store-bytes`) over all streams' events and idempotency keys. A
+//! publish past the budget is refused; nothing acknowledged is dropped
+//! early to make room.
+
+mod keys;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Draft, Record, Replay, Retention, Store, StoreError, StreamInfo};
+use super::{
+    new_epoch, Appended, Claim, Draft, IdempotencyKey, Log as LogTrait, Record, Replay, Retention,
+    StoreError, StreamInfo, StreamSpec,
+};
 use crate::ids::{wire_id, EventId, StreamName};
+use keys::{Claims, Keys};
 
-/// The in-memory [`Store`].
+/// The in-memory store.
 #[derive(Debug)]
 pub struct MemoryStore {
     streams: RwLock<HashMap<StreamName, Arc<Mutex<Log>>>>,
     retention: Retention,
     max_streams: usize,
+    /// Most bytes of events and keys held, all streams.
+    budget: usize,
+    used: AtomicUsize,
+    claims: Mutex<Claims>,
 }
 
 #[derive(Debug)]
 struct Log {
-    prefix: Option<String>,
+    prefix: String,
+    owner: Option<String>,
     last: EventId,
     events: VecDeque<(Record, Instant)>,
     bytes: usize,
     finished: bool,
     touched: Instant,
+    keys: Keys,
 }
 
 impl Log {
-    fn new(prefix: Option<String>) -> Self {
+    fn new(spec: StreamSpec) -> Self {
         Self {
-            prefix,
+            prefix: spec.prefix,
+            owner: spec.owner,
             last: EventId::START,
             events: VecDeque::new(),
             bytes: 0,
             finished: false,
             touched: Instant::now(),
+            keys: Keys::default(),
         }
     }
 
@@ -48,7 +67,9 @@ impl Log {
         self.events.front().map_or(self.last.next(), |(r, _)| r.id)
     }
 
-    fn evict(&mut self, r: &Retention, now: Instant) {
+    /// Drops events past retention; returns the bytes freed.
+    fn evict(&mut self, r: &Retention, now: Instant) -> usize {
+        let mut freed = 0;
         while let Some((front, at)) = self.events.front() {
             let over = self.events.len() > r.max_events
                 || self.bytes > r.max_bytes
@@ -56,26 +77,56 @@ impl Log {
             if !over {
                 break;
             }
+            freed += front.frame.len();
             self.bytes -= front.frame.len();
             self.events.pop_front();
         }
+        freed + self.keys.expire(r, now)
+    }
+
+    /// Bytes that appending an event of `len` bytes would evict by count
+    /// and size.
+    fn would_free(&self, len: usize, r: &Retention) -> usize {
+        let (mut count, mut bytes, mut freed) = (self.events.len() + 1, self.bytes + len, 0);
+        for (rec, _) in &self.events {
+            if count <= r.max_events && bytes <= r.max_bytes {
+                break;
+            }
+            count -= 1;
+            bytes -= rec.frame.len();
+            freed += rec.frame.len();
+        }
+        freed
+    }
+
+    fn held(&self) -> usize {
+        self.bytes + self.keys.bytes()
     }
 }
 
-fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
-    // A panic while holding a log's lock would be a bug in this file; the
-    // log itself is still consistent, so keep serving it.
-    log.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a lock would be a bug in this file; the data
+    // itself is still consistent, so keep serving it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MemoryStore {
-    /// An empty store with the given retention and limit on streams.
-    pub fn new(retention: Retention, max_streams: usize) -> Self {
+    /// An empty store with the given retention, limit on streams and byte
+    /// budget.
+    pub fn new(retention: Retention, max_streams: usize, budget: usize) -> Self {
         Self {
             streams: RwLock::new(HashMap::new()),
             retention,
             max_streams,
+            budget,
+            used: AtomicUsize::new(0),
+            claims: Mutex::new(Claims::default()),
         }
+    }
+
+    /// Bytes of events and keys held now.
+    pub fn used_bytes(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
     }
 
     fn get(&self, name: &StreamName) -> Option<Arc<Mutex<Log>>> {
@@ -86,7 +137,7 @@ impl MemoryStore {
     fn get_or_create(
         &self,
         name: &StreamName,
-        prefix: Option<String>,
+        spec: impl FnOnce() -> StreamSpec,
         must_be_new: bool,
     ) -> Result<Arc<Mutex<Log>>, StoreError> {
         if !must_be_new {
@@ -104,38 +155,97 @@ impl MemoryStore {
         if map.len() >= self.max_streams {
             return Err(StoreError::TooManyStreams(self.max_streams));
         }
-        let log = Arc::new(Mutex::new(Log::new(prefix)));
+        let log = Arc::new(Mutex::new(Log::new(spec())));
         map.insert(name.clone(), log.clone());
         Ok(log)
+    }
+
+    fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.used.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes `bytes` of the budget after `freed` bytes leave, or says the
+    /// budget is spent.
+    fn reserve(&self, bytes: usize, freed: usize) -> Result<(), StoreError> {
+        let full = StoreError::Full {
+            budget: self.budget,
+        };
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                let after = used.saturating_sub(freed) + bytes;
+                (after <= self.budget).then_some(used + bytes)
+            })
+            .map(drop)
+            .map_err(|_| full)
     }
 }
 
 #[async_trait]
-impl Store for MemoryStore {
-    async fn create(&self, name: &StreamName, prefix: Option<String>) -> Result<(), StoreError> {
-        self.get_or_create(name, prefix, true).map(drop)
+impl LogTrait for MemoryStore {
+    async fn create(&self, name: &StreamName, spec: StreamSpec) -> Result<(), StoreError> {
+        self.get_or_create(name, || spec, true).map(drop)
     }
 
-    async fn append(&self, name: &StreamName, draft: &Draft) -> Result<Record, StoreError> {
-        let log = self.get_or_create(name, None, false)?;
+    async fn append(
+        &self,
+        name: &StreamName,
+        draft: &Draft,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Appended, StoreError> {
+        // Refuse before a new stream is made for a publish that cannot fit.
+        if self.used_bytes() + draft.data.len() > self.budget && self.get(name).is_none() {
+            return Err(StoreError::Full {
+                budget: self.budget,
+            });
+        }
+        let spec = || StreamSpec {
+            prefix: new_epoch(),
+            owner: None,
+        };
+        let log = self.get_or_create(name, spec, false)?;
         let mut log = lock(&log);
+        let now = Instant::now();
+        if let Some(key) = key {
+            if let Some(id) = log.keys.seen(key)? {
+                return Ok(Appended {
+                    id,
+                    prefix: Some(log.prefix.clone()),
+                    record: None,
+                });
+            }
+        }
         if log.finished {
             return Err(StoreError::Finished(name.clone()));
         }
         let id = log.last.next();
+        let frame = draft.encode(Some(&log.prefix), id);
+        let key_bytes = key.map_or(0, Keys::cost);
+        self.reserve(
+            frame.len() + key_bytes,
+            log.would_free(frame.len(), &self.retention),
+        )?;
         let record = Record {
             id,
-            frame: draft.encode(log.prefix.as_deref(), id),
+            frame,
             terminal: draft.terminal,
         };
-        let now = Instant::now();
         log.last = id;
         log.finished = draft.terminal;
         log.touched = now;
         log.bytes += record.frame.len();
         log.events.push_back((record.clone(), now));
-        log.evict(&self.retention, now);
-        Ok(record)
+        if let Some(key) = key {
+            log.keys.remember(key, id, now);
+        }
+        let freed = log.evict(&self.retention, now);
+        self.release(freed);
+        Ok(Appended {
+            id,
+            prefix: Some(log.prefix.clone()),
+            record: Some(record),
+        })
     }
 
     async fn read_after(
@@ -151,7 +261,8 @@ impl Store for MemoryStore {
             });
         };
         let mut log = lock(&log);
-        log.evict(&self.retention, Instant::now());
+        let freed = log.evict(&self.retention, Instant::now());
+        self.release(freed);
         let first = log.first_retained();
         // Ids in the ring are consecutive, so the start is found by arithmetic.
         let skip = after.0.saturating_sub(first.0.saturating_sub(1)) as usize;
@@ -167,7 +278,8 @@ impl Store for MemoryStore {
             first_retained: first,
             last_id: log.last,
             finished: log.finished,
-            prefix: log.prefix.clone(),
+            prefix: Some(log.prefix.clone()),
+            owner: log.owner.clone(),
         })
     }
 
@@ -179,7 +291,7 @@ impl Store for MemoryStore {
                 let log = lock(log);
                 StreamInfo {
                     name: name.to_string(),
-                    last_id: wire_id(log.prefix.as_deref(), log.last),
+                    last_id: wire_id(Some(&log.prefix), log.last),
                     retained_events: log.events.len(),
                     retained_bytes: log.bytes,
                     finished: log.finished,
@@ -192,94 +304,53 @@ impl Store for MemoryStore {
     }
 
     async fn remove(&self, name: &StreamName) -> Result<Option<EventId>, StoreError> {
-        let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        Ok(map.remove(name).map(|log| lock(&log).last))
+        let removed = {
+            let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
+            map.remove(name)
+        };
+        Ok(removed.map(|log| {
+            let log = lock(&log);
+            self.release(log.held());
+            log.last
+        }))
     }
 
-    async fn sweep(&self) {
-        self.sweep_watched(&HashSet::new()).await
-    }
-
-    async fn sweep_watched(&self, watched: &HashSet<StreamName>) {
+    async fn sweep(&self, watched: &HashSet<StreamName>) {
         let now = Instant::now();
-        let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|name, log| {
-            let mut log = lock(log);
-            log.evict(&self.retention, now);
-            let idle =
-                log.events.is_empty() && now.duration_since(log.touched) > self.retention.max_age;
-            !idle || watched.contains(name)
-        });
+        let mut freed = 0;
+        {
+            let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
+            map.retain(|name, log| {
+                let mut log = lock(log);
+                freed += log.evict(&self.retention, now);
+                let idle = log.events.is_empty()
+                    && now.duration_since(log.touched) > self.retention.max_age;
+                if idle && !watched.contains(name) {
+                    freed += log.held();
+                    return false;
+                }
+                true
+            });
+        }
+        self.release(freed);
+        lock(&self.claims).expire(now);
+    }
+
+    async fn healthy(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        scope: &str,
+        key: &IdempotencyKey,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut claims = lock(&self.claims);
+        claims.claim(scope, key, value, Instant::now() + ttl, self.max_streams)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn store(max_events: usize) -> MemoryStore {
-        MemoryStore::new(
-            Retention {
-                max_events,
-                max_bytes: usize::MAX,
-                max_age: Duration::from_secs(3600),
-            },
-            10,
-        )
-    }
-
-    fn name(s: &str) -> StreamName {
-        StreamName::new(s).unwrap()
-    }
-
-    #[tokio::test]
-    async fn ids_grow_and_replay_is_the_suffix() {
-        let s = store(100);
-        let n = name("a");
-        for i in 1..=10u64 {
-            let r = s.append(&n, &Draft::message(i.to_string())).await.unwrap();
-            assert_eq!(r.id, EventId(i));
-        }
-        for after in 0..=10u64 {
-            let got = s.read_after(&n, EventId(after), 100).await.unwrap();
-            let ids: Vec<u64> = got.records.iter().map(|r| r.id.0).collect();
-            assert_eq!(ids, ((after + 1)..=10).collect::<Vec<_>>());
-        }
-    }
-
-    #[tokio::test]
-    async fn retention_by_count_moves_first_retained() {
-        let s = store(3);
-        let n = name("a");
-        for i in 0..10 {
-            s.append(&n, &Draft::message(i.to_string())).await.unwrap();
-        }
-        let got = s.read_after(&n, EventId(0), 100).await.unwrap();
-        assert_eq!(got.first_retained, EventId(8));
-        assert_eq!(got.records.len(), 3);
-        assert_eq!(got.last_id, EventId(10));
-    }
-
-    #[tokio::test]
-    async fn finished_streams_refuse_appends_and_limits_hold() {
-        let s = store(10);
-        let n = name("a");
-        let mut done = Draft::message("{}");
-        done.terminal = true;
-        s.append(&n, &done).await.unwrap();
-        assert!(matches!(
-            s.append(&n, &Draft::message("x")).await,
-            Err(StoreError::Finished(_))
-        ));
-        for i in 0..9 {
-            s.append(&name(&format!("s{i}")), &Draft::message("x"))
-                .await
-                .unwrap();
-        }
-        assert!(matches!(
-            s.append(&name("one-too-many"), &Draft::message("x")).await,
-            Err(StoreError::TooManyStreams(10))
-        ));
-    }
-}
+mod tests;

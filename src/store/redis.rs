@@ -6,13 +6,16 @@
 //! - `P{name}:log`: a Redis Stream; entry `0-<n>` is event `n`, with fields
 //!   `t` (event type, empty for `message`), `d` (data), `x` (terminal),
 //!   `ts` (Redis time, ms) and `n` (stored size).
-//! - `P{name}:meta`: a hash with `last` (the id counter), `fin`, `bytes`
-//!   and `prefix` (the wire-id prefix).
+//! - `P{name}:meta`: a hash with `last` (the id counter), `fin`, `bytes`,
+//!   `prefix` (the wire-id prefix: the stream's incarnation) and `owner`.
+//! - `P{name}:idem`, `P{name}:idemz`: idempotency keys of recent publishes
+//!   (key → id and request fingerprint) and their ages.
 //! - `P{name}:lease`, `P{name}:cancel`, `P{name}:watched`: a generation's
-//!   owner lease, a cancel request from another node, and a mark that some
-//!   node has listeners.
-//! - `Pstreams` and `Pgenerations`: sets of stream names and of generation
-//!   streams that hold a lease.
+//!   owner lease, a cancel request from another node, and which nodes
+//!   listen (node → until when).
+//! - `Pindex`: a sorted set of stream names scored by when each expires;
+//!   `Pgenerations`: the generation streams that hold a lease;
+//!   `Pclaim:{scope}:key`: an idempotency key claimed for a value.
 //! - `Premoved`: a short Redis Stream of removed streams, which every node's
 //!   first live reader follows to end its local subscribers of them.
 //!
@@ -28,6 +31,7 @@
 //! replaying subscriber on replay). Every command runs under a timeout, so
 //! with Redis down publishes fail fast with [`StoreError::Unavailable`].
 
+use std::collections::HashSet;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
@@ -44,7 +48,8 @@ mod scripts;
 use entry::{first_id, record};
 
 use super::{
-    Draft, Follow, Followed, Lease, Record, Replay, Retention, Store, StoreError, StreamInfo,
+    new_epoch, Appended, Claim, Draft, Follow, Followed, IdempotencyKey, Lease, Leases, LiveFeed,
+    Log, Replay, Retention, StoreError, StreamInfo, StreamSpec,
 };
 use crate::ids::{wire_id, EventId, StreamName};
 
@@ -66,12 +71,14 @@ pub struct RedisConfig {
     pub readers: usize,
 }
 
-/// The Redis Streams [`Store`].
+/// The Redis Streams store: a [`Log`], [`LiveFeed`] and [`Leases`].
 pub struct RedisStore {
     client: Client,
     prefix: String,
     retention: Retention,
     max_streams: usize,
+    /// This node, in the marks of who listens to a generation.
+    node: String,
     manager: tokio::sync::Mutex<Option<ConnectionManager>>,
     readers: Vec<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     reader_ids: Vec<AtomicI64>,
@@ -83,9 +90,12 @@ pub struct RedisStore {
 struct Scripts {
     append: Script,
     create: Script,
+    list: Script,
     remove: Script,
     renew: Script,
+    mark: Script,
     cancel: Script,
+    claim: Script,
 }
 
 fn unavailable(e: RedisError) -> StoreError {
@@ -120,6 +130,7 @@ impl RedisStore {
             prefix: config.key_prefix.clone(),
             retention,
             max_streams,
+            node: format!("{}{}", new_epoch(), new_epoch()),
             manager: tokio::sync::Mutex::new(None),
             readers: (0..readers)
                 .map(|_| tokio::sync::Mutex::new(None))
@@ -129,9 +140,12 @@ impl RedisStore {
             scripts: Scripts {
                 append: Script::new(scripts::APPEND),
                 create: Script::new(scripts::CREATE),
+                list: Script::new(scripts::LIST),
                 remove: Script::new(scripts::REMOVE),
                 renew: Script::new(scripts::RENEW_LEASE),
+                mark: Script::new(scripts::MARK_WATCHED),
                 cancel: Script::new(scripts::REQUEST_CANCEL),
+                claim: Script::new(scripts::CLAIM),
             },
         })
     }
@@ -141,7 +155,7 @@ impl RedisStore {
     }
 
     fn index_key(&self) -> String {
-        format!("{}streams", self.prefix)
+        format!("{}index", self.prefix)
     }
 
     /// A stream of removals, so every node can end its subscribers of a
@@ -184,8 +198,9 @@ impl RedisStore {
         &self,
         name: &StreamName,
         draft: &Draft,
+        key: Option<&IdempotencyKey>,
         mode: &str,
-    ) -> Result<Option<Record>, StoreError> {
+    ) -> Result<Option<Appended>, StoreError> {
         let mut c = self.conn().await?;
         let kind = draft.event_type.as_ref().map_or("", |t| t.as_str());
         let mut call = self.scripts.append.prepare_invoke();
@@ -194,6 +209,8 @@ impl RedisStore {
             .key(self.index_key())
             .key(self.key(name, "lease"))
             .key(self.generations_key())
+            .key(self.key(name, "idem"))
+            .key(self.key(name, "idemz"))
             .arg(name.as_str())
             .arg(kind)
             .arg(&draft.data)
@@ -202,35 +219,59 @@ impl RedisStore {
             .arg(self.retention.max_bytes)
             .arg(self.max_age_ms())
             .arg(self.max_streams)
-            .arg(mode);
-        let (code, prefix): (i64, Option<String>) =
-            timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+            .arg(mode)
+            .arg(new_epoch())
+            .arg(key.map_or("", |k| k.key.as_str()))
+            .arg(key.map_or(0, |k| k.fingerprint).to_string());
+        let reply: Vec<redis::Value> = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        let code: i64 = reply
+            .first()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .unwrap_or(-99);
         match code {
             -1 => Err(StoreError::Finished(name.clone())),
             -2 | -3 => Ok(None),
             -4 => Err(StoreError::TooManyStreams(self.max_streams)),
-            id => {
+            -5 => Err(StoreError::KeyReused(
+                key.map(|k| k.key.clone()).unwrap_or_default(),
+            )),
+            id if id > 0 => {
+                let text = |i: usize| -> String {
+                    reply
+                        .get(i)
+                        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                        .unwrap_or_default()
+                };
                 let id = EventId(id as u64);
-                let prefix = prefix.filter(|p| !p.is_empty());
-                Ok(Some(Record {
+                let prefix = Some(text(1)).filter(|p| !p.is_empty());
+                let fresh = text(2) == "1";
+                Ok(Some(Appended {
                     id,
-                    frame: draft.encode(prefix.as_deref(), id),
-                    terminal: draft.terminal,
+                    record: fresh.then(|| super::Record {
+                        id,
+                        frame: draft.encode(prefix.as_deref(), id),
+                        terminal: draft.terminal,
+                    }),
+                    prefix,
                 }))
             }
+            other => Err(StoreError::Unavailable(format!(
+                "redis append answered {other}"
+            ))),
         }
     }
 }
 
 #[async_trait]
-impl Store for RedisStore {
-    async fn create(&self, name: &StreamName, prefix: Option<String>) -> Result<(), StoreError> {
+impl Log for RedisStore {
+    async fn create(&self, name: &StreamName, spec: StreamSpec) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         let mut call = self.scripts.create.prepare_invoke();
         call.key(self.key(name, "meta"))
             .key(self.index_key())
             .arg(name.as_str())
-            .arg(prefix.unwrap_or_default())
+            .arg(spec.prefix)
+            .arg(spec.owner.unwrap_or_default())
             .arg(self.max_streams)
             .arg(self.max_age_ms());
         let code: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
@@ -241,8 +282,13 @@ impl Store for RedisStore {
         }
     }
 
-    async fn append(&self, name: &StreamName, draft: &Draft) -> Result<Record, StoreError> {
-        self.append_as(name, draft, "append")
+    async fn append(
+        &self,
+        name: &StreamName,
+        draft: &Draft,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Appended, StoreError> {
+        self.append_as(name, draft, key, "append")
             .await?
             .ok_or_else(|| StoreError::Unavailable("append refused".into()))
     }
@@ -259,7 +305,7 @@ impl Store for RedisStore {
         pipe.atomic()
             .cmd("HMGET")
             .arg(self.key(name, "meta"))
-            .arg(&["last", "fin", "prefix"])
+            .arg(&["last", "fin", "prefix", "owner"])
             .cmd("XRANGE")
             .arg(&log)
             .arg("-")
@@ -272,21 +318,25 @@ impl Store for RedisStore {
             .arg("+")
             .arg("COUNT")
             .arg(limit.max(1));
-        type Reply = (
-            (Option<u64>, Option<String>, Option<String>),
-            StreamRangeReply,
-            StreamRangeReply,
-        );
-        let ((last, fin, prefix), oldest, page): Reply =
+        type Meta = (Option<u64>, Option<String>, Option<String>, Option<String>);
+        type Reply = (Meta, StreamRangeReply, StreamRangeReply);
+        let ((last, fin, prefix, owner), oldest, page): Reply =
             timed(COMMAND_TIMEOUT, pipe.query_async(&mut c)).await?;
+        let exists = last.is_some();
         let last = EventId(last.unwrap_or(0));
-        let prefix = prefix.filter(|p| !p.is_empty());
+        // A stream made before incarnations existed has an empty prefix.
+        let prefix = if exists {
+            Some(prefix.unwrap_or_default())
+        } else {
+            None
+        };
+        let wire_prefix = prefix.as_deref().filter(|p| !p.is_empty());
         let records = if limit == 0 {
             Vec::new()
         } else {
             page.ids
                 .iter()
-                .filter_map(|e| record(e, prefix.as_deref()))
+                .filter_map(|e| record(e, wire_prefix))
                 .collect()
         };
         Ok(Replay {
@@ -295,18 +345,15 @@ impl Store for RedisStore {
             last_id: last,
             finished: fin.as_deref() == Some("1"),
             prefix,
+            owner: owner.filter(|o| !o.is_empty()),
         })
     }
 
     async fn list(&self) -> Result<Vec<StreamInfo>, StoreError> {
         let mut c = self.conn().await?;
-        let mut names: Vec<String> = timed(
-            COMMAND_TIMEOUT,
-            redis::cmd("SMEMBERS")
-                .arg(self.index_key())
-                .query_async(&mut c),
-        )
-        .await?;
+        let mut call = self.scripts.list.prepare_invoke();
+        call.key(self.index_key());
+        let mut names: Vec<String> = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
         names.sort();
         let names: Vec<StreamName> = names
             .into_iter()
@@ -326,11 +373,8 @@ impl Store for RedisStore {
         );
         let rows: Vec<Row> = timed(COMMAND_TIMEOUT, pipe.query_async(&mut c)).await?;
         let mut out = Vec::new();
-        let mut gone = Vec::new();
         for (name, ((last, fin, prefix, bytes), len)) in names.into_iter().zip(rows) {
             let Some(last) = last else {
-                // Expired with its retention: forget it.
-                gone.push(name.to_string());
                 continue;
             };
             let prefix = prefix.filter(|p| !p.is_empty());
@@ -343,16 +387,6 @@ impl Store for RedisStore {
                 subscribers: 0,
             });
         }
-        if !gone.is_empty() {
-            let _: Result<i64, _> = timed(
-                COMMAND_TIMEOUT,
-                redis::cmd("SREM")
-                    .arg(self.index_key())
-                    .arg(gone)
-                    .query_async(&mut c),
-            )
-            .await;
-        }
         Ok(out)
     }
 
@@ -363,9 +397,16 @@ impl Store for RedisStore {
             .key(self.key(name, "meta"))
             .key(self.index_key())
             .key(self.removals_key())
+            .key(self.key(name, "idem"))
+            .key(self.key(name, "idemz"))
             .arg(name.as_str());
         let last: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
         Ok((last >= 0).then_some(EventId(last as u64)))
+    }
+
+    async fn sweep(&self, _watched: &HashSet<StreamName>) {
+        // Redis expires every key of a stream by itself, and the index
+        // drops expired names whenever a stream is made or listed.
     }
 
     async fn healthy(&self) -> Result<(), StoreError> {
@@ -374,10 +415,42 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    fn shared(&self) -> bool {
-        true
+    async fn claim(
+        &self,
+        scope: &str,
+        key: &IdempotencyKey,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut c = self.conn().await?;
+        let mut call = self.scripts.claim.prepare_invoke();
+        call.key(format!("{}claim:{{{scope}}}:{}", self.prefix, key.key))
+            .arg(value)
+            .arg(key.fingerprint.to_string())
+            .arg(ttl.as_millis().max(1) as u64);
+        let reply: Vec<redis::Value> = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        let code: i64 = reply
+            .first()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .unwrap_or(-99);
+        match code {
+            1 => Ok(Claim::Fresh),
+            0 => Ok(Claim::Held(
+                reply
+                    .get(1)
+                    .and_then(|v| redis::from_redis_value(v).ok())
+                    .unwrap_or_default(),
+            )),
+            -5 => Err(StoreError::KeyReused(key.key.clone())),
+            other => Err(StoreError::Unavailable(format!(
+                "redis claim answered {other}"
+            ))),
+        }
     }
+}
 
+#[async_trait]
+impl LiveFeed for RedisStore {
     async fn follow(
         &self,
         reader: usize,
@@ -390,13 +463,21 @@ impl Store for RedisStore {
     async fn interrupt(&self, reader: usize) {
         self.unblock(reader).await;
     }
+}
 
+#[async_trait]
+impl Leases for RedisStore {
     async fn renew_lease(&self, name: &StreamName, ttl: Duration) -> Result<Lease, StoreError> {
         self.renew(name, ttl).await
     }
 
-    async fn mark_watched(&self, names: &[StreamName], ttl: Duration) -> Result<(), StoreError> {
-        self.mark(names, ttl).await
+    async fn mark_watched(
+        &self,
+        watching: &[StreamName],
+        left: &[StreamName],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.mark(watching, left, ttl).await
     }
 
     async fn request_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {

@@ -285,3 +285,17 @@ pub async fn get_json(url: String) -> serde_json::Value {
     assert_eq!(res.status().as_u16(), 200);
     res.json().await.expect("json body")
 }
+
+/// The event number of a wire id (`<incarnation>.<n>`, or a plain `<n>`).
+pub fn seq(id: &str) -> u64 {
+    let n = id.rsplit_once('.').map_or(id, |(_, n)| n);
+    n.parse()
+        .unwrap_or_else(|_| panic!("id {id:?} does not end in a number"))
+}
+
+/// The incarnation prefix of a wire id (`<incarnation>.<n>`).
+pub fn epoch(id: &str) -> &str {
+    id.rsplit_once('.')
+        .unwrap_or_else(|| panic!("id {id:?} has no incarnation"))
+        .0
+}

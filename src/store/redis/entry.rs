@@ -8,7 +8,8 @@ use crate::ids::{EventId, StreamName};
 use crate::sse::EventType;
 use crate::store::{Draft, Record};
 
-/// Turns an entry into a record, encoding it for the wire.
+/// Turns an entry into a record, encoding it for the wire with the prefix
+/// the entry carries (or `prefix`, for entries written before they did).
 pub(super) fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
     let n = entry.id.strip_prefix("0-")?.parse::<u64>().ok()?;
     let text = |k: &str| -> Option<String> {
@@ -28,6 +29,8 @@ pub(super) fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
         terminal: text("x").as_deref() == Some("1"),
     };
     let id = EventId(n);
+    let own = text("p");
+    let prefix = own.as_deref().or(prefix).filter(|p| !p.is_empty());
     Some(Record {
         id,
         frame: draft.encode(prefix, id),

@@ -4,7 +4,7 @@
 //!
 //! All three are scripts (see `scripts.rs`), so a lease check and the append
 //! of the terminal event are one atomic step: however many nodes sweep at
-//! once, a lost generation gets exactly one `event: error`.
+//! once, a lost generation gets exactly one `event: failed`.
 
 use std::time::Duration;
 
@@ -26,29 +26,58 @@ impl RedisStore {
             .key(self.key(name, "watched"))
             .arg(name.as_str())
             .arg(ttl.as_millis().max(1) as u64);
-        let (cancel, watched): (i64, i64) =
+        let (cancel, watched, unheard_ms): (i64, i64, i64) =
             timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
         Ok(Lease {
             cancel: cancel == 1,
             watched: watched == 1,
+            unheard_for: (watched == 0 && unheard_ms >= 0)
+                .then(|| Duration::from_millis(unheard_ms as u64)),
         })
     }
 
-    pub(super) async fn mark(&self, names: &[StreamName], ttl: Duration) -> Result<(), StoreError> {
-        if names.is_empty() {
+    pub(super) async fn mark(
+        &self,
+        watching: &[StreamName],
+        left: &[StreamName],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if watching.is_empty() && left.is_empty() {
             return Ok(());
         }
         let mut c = self.conn().await?;
+        // One script call per stream: each stream's keys share a hash slot,
+        // different streams need not.
         let mut pipe = redis::pipe();
-        for n in names {
-            pipe.cmd("SET")
-                .arg(self.key(n, "watched"))
+        let flagged = watching
+            .iter()
+            .map(|n| (n, "1"))
+            .chain(left.iter().map(|n| (n, "0")));
+        for (name, flag) in flagged {
+            pipe.cmd("EVALSHA")
+                .arg(self.scripts.mark.get_hash())
                 .arg(1)
-                .arg("PX")
+                .arg(self.key(name, "watched"))
+                .arg(&self.node)
                 .arg(ttl.as_millis().max(1) as u64)
+                .arg(flag)
                 .ignore();
         }
-        timed(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut c)).await
+        match timed(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut c)).await {
+            Err(StoreError::Unavailable(e)) if e.to_ascii_lowercase().contains("noscript") => {
+                // First use on this Redis (or after a restart): load it.
+                let _: String = timed(
+                    COMMAND_TIMEOUT,
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(super::scripts::MARK_WATCHED)
+                        .query_async(&mut c),
+                )
+                .await?;
+                timed(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut c)).await
+            }
+            other => other,
+        }
     }
 
     pub(super) async fn ask_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {
@@ -72,7 +101,11 @@ impl RedisStore {
         .await?;
         let mut ended = Vec::new();
         for name in names.into_iter().filter_map(|n| StreamName::new(n).ok()) {
-            if self.append_as(&name, draft, "orphan").await?.is_some() {
+            if self
+                .append_as(&name, draft, None, "orphan")
+                .await?
+                .is_some()
+            {
                 ended.push(name);
             }
         }

@@ -1,53 +1,77 @@
 //! The Lua scripts of the Redis store: every write that must be atomic.
 //!
 //! Redis runs a script as one step, so a stream's counter, its entries, its
-//! `finished` flag and its byte count never disagree, and no two nodes can
-//! hand out the same id or both end a stream. Negative return codes are the
-//! store's errors; see `redis.rs` for how they map to `StoreError`.
+//! `finished` flag, its byte count and its idempotency keys never disagree,
+//! and no two nodes can hand out the same id or both end a stream. Negative
+//! return codes are the store's errors; see `redis.rs` for how they map to
+//! `StoreError`. Times come from Redis (`TIME`), so nodes' clocks never
+//! disagree about an expiry.
 
 /// Appends one event.
 ///
-/// KEYS: log, meta, index, lease, generations.
+/// KEYS: log, meta, index, lease, generations, idem (hash), idemz (zset).
 /// ARGV: name, type ('' = message), data, terminal ('1'/'0'), max events,
-/// max bytes, max age (ms), max streams, mode ('append' or 'orphan').
+/// max bytes, max age (ms), max streams, mode ('append' or 'orphan'),
+/// epoch (the prefix of a stream this append creates), idempotency key
+/// ('' = none), its request fingerprint.
 ///
-/// Returns `{id, prefix}`, or `{-1, ""}` finished, `{-2, ""}` nothing to end,
-/// `{-3, ""}` lease still held, `{-4, ""}` too many streams.
+/// Returns `{id, prefix, fresh}` (`fresh` 0 when the key had been seen and
+/// nothing was stored), or `{-1}` finished, `{-2}` nothing to end, `{-3}`
+/// lease still held, `{-4}` too many streams, `{-5}` key reused.
 ///
 /// The id comes from `HINCRBY meta last 1` and is written as the entry id
-/// `0-<id>`, so `XRANGE`/`XREAD` order is id order. Retention drops the
+/// `0-<id>`, so `XRANGE`/`XREAD` order is id order. Each entry also carries
+/// its stream's prefix (`p`), so a live reader that started following a
+/// stream before it existed encodes its events with the right incarnation. Retention drops the
 /// oldest entries while the stream holds more than max events, more than
 /// max bytes (sizes of type + data as stored), or entries older than max
-/// age by Redis's clock; at most 1000 per call. Both keys expire max age
-/// after the last append.
+/// age; at most 1000 per call. Every key of the stream expires max age
+/// after the last append. The index is a sorted set scored by each
+/// stream's expiry, so streams that expired leave it before the limit on
+/// streams is checked.
 pub const APPEND: &str = r#"
 local fin = redis.call('HGET', KEYS[2], 'fin')
 if ARGV[9] == 'orphan' then
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {-3, ''} end
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {-3} end
   if (not fin) or fin == '1' then
     redis.call('SREM', KEYS[5], ARGV[1])
-    return {-2, ''}
+    return {-2}
   end
-end
-if fin == '1' then return {-1, ''} end
-if (not fin) and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0
-   and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[8]) then
-  return {-4, ''}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local age = tonumber(ARGV[7])
+if ARGV[11] ~= '' and fin then
+  local seen = redis.call('HGET', KEYS[6], ARGV[11])
+  if seen then
+    local sep = string.find(seen, ':', 1, true)
+    if string.sub(seen, sep + 1) ~= ARGV[12] then return {-5} end
+    return {tonumber(string.sub(seen, 1, sep - 1)), redis.call('HGET', KEYS[2], 'prefix') or '', 0}
+  end
+end
+if fin == '1' then return {-1} end
+if not fin then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if (not redis.call('ZSCORE', KEYS[3], ARGV[1]))
+     and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
+    return {-4}
+  end
+  redis.call('DEL', KEYS[1], KEYS[6], KEYS[7])
+  redis.call('HSET', KEYS[2], 'prefix', ARGV[10], 'bytes', 0)
+end
 local id = redis.call('HINCRBY', KEYS[2], 'last', 1)
+local prefix = redis.call('HGET', KEYS[2], 'prefix') or ''
 local size = string.len(ARGV[2]) + string.len(ARGV[3])
-redis.call('XADD', KEYS[1], '0-' .. id, 't', ARGV[2], 'd', ARGV[3], 'x', ARGV[4], 'ts', now, 'n', size)
+redis.call('XADD', KEYS[1], '0-' .. id, 't', ARGV[2], 'd', ARGV[3], 'x', ARGV[4], 'ts', now, 'n', size, 'p', prefix)
 local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', size)
 redis.call('HSET', KEYS[2], 'fin', ARGV[4])
-redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[3], now + age, ARGV[1])
 if ARGV[4] == '1' then
   redis.call('SREM', KEYS[5], ARGV[1])
   redis.call('DEL', KEYS[4])
 end
 local len = redis.call('XLEN', KEYS[1])
-local cutoff = now - tonumber(ARGV[7])
+local cutoff = now - age
 for _ = 1, 1000 do
   local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
   if not oldest then break end
@@ -62,32 +86,56 @@ for _ = 1, 1000 do
   len = len - 1
   bytes = redis.call('HINCRBY', KEYS[2], 'bytes', -n)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
-return {id, redis.call('HGET', KEYS[2], 'prefix') or ''}
+if ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[11], id .. ':' .. ARGV[12])
+  redis.call('ZADD', KEYS[7], now, ARGV[11])
+  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', cutoff)
+  local extra = redis.call('ZCARD', KEYS[7]) - math.max(tonumber(ARGV[5]), 1)
+  if extra > 0 then
+    for _, k in ipairs(redis.call('ZRANGE', KEYS[7], 0, extra - 1)) do table.insert(old, k) end
+  end
+  for _, k in ipairs(old) do
+    redis.call('HDEL', KEYS[6], k)
+    redis.call('ZREM', KEYS[7], k)
+  end
+end
+for _, i in ipairs({1, 2, 6, 7}) do redis.call('PEXPIRE', KEYS[i], age) end
+return {id, prefix, 1}
 "#;
 
-/// Creates an empty stream with a wire prefix.
+/// Creates an empty stream with a wire prefix and an owner.
 ///
-/// KEYS: meta, index. ARGV: name, prefix, max streams, max age (ms).
-/// Returns 1, or -1 exists, -4 too many streams.
+/// KEYS: meta, index. ARGV: name, prefix, owner ('' = none), max streams,
+/// max age (ms). Returns 1, or -1 exists, -4 too many streams.
 pub const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -4 end
-redis.call('HSET', KEYS[1], 'last', 0, 'fin', 0, 'bytes', 0, 'prefix', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return -4 end
+redis.call('HSET', KEYS[1], 'last', 0, 'fin', 0, 'bytes', 0, 'prefix', ARGV[2], 'owner', ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 "#;
 
+/// Lists the streams that have not expired, dropping those that have from
+/// the index. KEYS: index. Returns the names.
+pub const LIST: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"#;
+
 /// Removes a stream and records the removal for other nodes.
-/// KEYS: log, meta, index, removals. ARGV: name.
+/// KEYS: log, meta, index, removals, idem, idemz. ARGV: name.
 /// Returns its last id, or -1 when it did not exist.
 pub const REMOVE: &str = r#"
 local last = redis.call('HGET', KEYS[2], 'last')
-redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 if not last then return -1 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'name', ARGV[1], 'last', last)
 return tonumber(last)
 "#;
@@ -95,12 +143,42 @@ return tonumber(last)
 /// Takes or renews a generation's lease and registers the generation.
 ///
 /// KEYS: lease, cancel, generations, watched. ARGV: name, ttl (ms).
-/// Returns `{cancel, watched}`: 1 when a cancel was requested (the request
-/// is cleared), 1 when some node has marked the stream watched.
+/// `watched` is a hash: node id → the time (ms) until which that node
+/// listens; a time in the past is when it stopped. Returns `{cancel,
+/// watched, unheard_ms}`: cancel 1 when a cancel was requested (the
+/// request is cleared); watched 1 when some node listens now; else
+/// unheard_ms is how long ago the last node stopped (-1: none ever did).
 pub const RENEW_LEASE: &str = r#"
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
-return {redis.call('DEL', KEYS[2]), redis.call('EXISTS', KEYS[4])}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local latest = -1
+for _, v in ipairs(redis.call('HVALS', KEYS[4])) do
+  local until_ms = tonumber(v)
+  if until_ms and until_ms > latest then latest = until_ms end
+end
+local cancel = redis.call('DEL', KEYS[2])
+if latest > now then return {cancel, 1, 0} end
+if latest < 0 then return {cancel, 0, -1} end
+return {cancel, 0, now - latest}
+"#;
+
+/// Marks streams this node listens to, or stopped listening to.
+///
+/// KEYS: the streams' `watched` hashes. ARGV: node id, ttl (ms), then one
+/// flag per key: '1' listening (until now + ttl), '0' stopped (now).
+pub const MARK_WATCHED: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local until_ms = now
+  if ARGV[i + 2] == '1' then until_ms = now + ttl end
+  redis.call('HSET', key, ARGV[1], until_ms)
+  redis.call('PEXPIRE', key, ttl * 10)
+end
+return #KEYS
 "#;
 
 /// Asks a generation's owner to cancel. KEYS: lease, cancel. ARGV: ttl (ms).
@@ -109,4 +187,19 @@ pub const REQUEST_CANCEL: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 return 1
+"#;
+
+/// Claims an idempotency key for a value, or finds what it holds.
+/// KEYS: the claim. ARGV: value, fingerprint, ttl (ms).
+/// Returns `{1}` claimed, `{0, value}` held for the same request, `{-5}`
+/// held for another request.
+pub const CLAIM: &str = r#"
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[1], 'PX', ARGV[3])
+  return {1}
+end
+local sep = string.find(held, ':', 1, true)
+if string.sub(held, 1, sep - 1) ~= ARGV[2] then return {-5} end
+return {0, string.sub(held, sep + 1)}
 "#;
