@@ -50,6 +50,8 @@ pub enum Command {
     Publish(crate::cli::publish::PublishArgs),
     /// Print a stream's events as they arrive.
     Tail(crate::cli::tail::TailArgs),
+    /// Start a generation and print its answer as it streams.
+    Generate(crate::cli::generate::GenerateArgs),
     /// Print the effective configuration (flags > RILL_* env > --config file > defaults) as TOML.
     Config(ServeArgs),
 }
