@@ -6,7 +6,7 @@
 //! appends to the [`store`] and fans each event, encoded once by [`sse`],
 //! out to every subscriber; [`http`] exposes it all. [`config`] is the one
 //! configuration struct; [`server`] wires the pieces; [`cli`] holds the
-//! `publish` and `tail` client commands.
+//! `publish`, `tail` and `generate` client commands.
 
 pub mod auth;
 pub mod backend;

@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Tail(args)) => Ok(runtime.block_on(rill::cli::tail::run(args))?),
+        Some(Command::Generate(args)) => Ok(runtime.block_on(rill::cli::generate::run(args))?),
         Some(Command::Config(args)) => {
             args.validate()?;
             print!("{}", args.to_toml()?);

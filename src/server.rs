@@ -3,6 +3,8 @@
 //! Builds the store, the hub, the back-ends and the routes, starts the hub's
 //! maintenance task, and serves until the shutdown token is cancelled.
 
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +44,16 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::http::tls::TlsError),
-    /// Binding or serving failed.
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {}", bind_advice(*addr, source))]
+    Listen {
+        /// The address of `--listen`.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
     #[error("{context}: {source}")]
     Io {
         /// What rill was doing.
@@ -105,8 +116,8 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
     let state = build(&args, shutdown.clone())?;
     let listener = TcpListener::bind(args.listen)
         .await
-        .map_err(|source| ServerError::Io {
-            context: format!("cannot listen on {}", args.listen),
+        .map_err(|source| ServerError::Listen {
+            addr: args.listen,
             source,
         })?;
     let retry_ms = state.hub.config().retry_ms;
@@ -176,4 +187,69 @@ fn serve_options(args: &ServeArgs) -> Result<ServeOptions, ServerError> {
         header_read_timeout: s.header_read_timeout(),
         max_header_bytes: s.max_header_bytes,
     })
+}
+
+/// What a failed bind means and what to do about it.
+fn bind_advice(addr: SocketAddr, source: &std::io::Error) -> String {
+    let elsewhere = |port: u16| SocketAddr::new(addr.ip(), port);
+    match source.kind() {
+        ErrorKind::AddrInUse => format!(
+            "address already in use — another process (perhaps another rill) holds this port; \
+             stop it or pass --listen {} (or RILL_LISTEN)",
+            elsewhere(addr.port().checked_add(1).unwrap_or(8080))
+        ),
+        ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "permission denied — ports below 1024 need root or the CAP_NET_BIND_SERVICE \
+             capability; pass a port from 1024 up, e.g. --listen {} (or RILL_LISTEN), \
+             and put a proxy in front for port {}",
+            elsewhere(8080),
+            addr.port()
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "no interface of this machine has the address {} — pass one it has, \
+             127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)",
+            addr.ip()
+        ),
+        _ => source.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    fn shown(addr: &str, kind: ErrorKind) -> String {
+        ServerError::Listen {
+            addr: addr.parse().unwrap(),
+            source: Error::from(kind),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_port_in_use_says_what_to_do() {
+        assert_eq!(
+            shown("127.0.0.1:8080", ErrorKind::AddrInUse),
+            "cannot listen on 127.0.0.1:8080: address already in use — another process \
+             (perhaps another rill) holds this port; stop it or pass --listen \
+             127.0.0.1:8081 (or RILL_LISTEN)"
+        );
+    }
+
+    #[test]
+    fn a_refused_low_port_explains_why() {
+        let e = shown("0.0.0.0:80", ErrorKind::PermissionDenied);
+        assert!(
+            e.starts_with("cannot listen on 0.0.0.0:80: permission denied"),
+            "{e}"
+        );
+        assert!(
+            e.contains("below 1024") && e.contains("--listen 0.0.0.0:8080"),
+            "{e}"
+        );
+        let e = shown("[::1]:8080", ErrorKind::PermissionDenied);
+        assert!(!e.contains("below 1024"), "{e}");
+    }
 }

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use clap::Args;
 
-use super::{stream_url, CliError};
+use super::{check, stream_url, CliError, TokenArg};
 
 /// Arguments of `rill publish`.
 #[derive(Debug, Clone, Args)]
@@ -18,6 +18,9 @@ pub struct PublishArgs {
     /// The event type.
     #[arg(long)]
     pub event: Option<String>,
+    #[command(flatten)]
+    /// The token, for a server with auth on.
+    pub token: TokenArg,
 }
 
 /// Publishes and prints the new event's id.
@@ -31,19 +34,11 @@ pub async fn run(args: PublishArgs) -> Result<String, CliError> {
         Some(d) => d.to_owned(),
     };
     let body = serde_json::json!({ "data": data, "event": args.event });
-    let res = reqwest::Client::new()
+    let req = reqwest::Client::new()
         .post(stream_url(&args.url, &args.stream))
-        .json(&body)
-        .send()
-        .await?;
-    let status = res.status();
+        .json(&body);
+    let res = check(args.token.authorize(req).send().await?, &args.token).await?;
     let text = res.text().await?;
-    if !status.is_success() {
-        return Err(CliError::Status {
-            status: status.as_u16(),
-            body: text,
-        });
-    }
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     Ok(v["id"].as_str().unwrap_or_default().to_owned())
 }

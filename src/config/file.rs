@@ -14,13 +14,29 @@ pub fn load() -> Result<Cli, ConfigError> {
 
 /// [`load`] over the given arguments (the first is the program name).
 /// A `--help`/`--version` request or a bad flag exits the process with
-/// clap's message, as a command-line tool should.
+/// clap's message, as a command-line tool should; a bad value that came
+/// from a `RILL_*` variable is reported under the variable's name.
 pub fn load_from<I, T>(argv: I) -> Result<Cli, ConfigError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = Cli::command().get_matches_from(argv);
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let mut cmd = Cli::command();
+    // The top-level flags stand for `serve` only when no subcommand is
+    // given; otherwise clap would still read (and refuse) their `RILL_*`
+    // variables, so `RILL_LISTEN=bad rill serve --listen ok` or a stale
+    // variable in the shell of `rill tail` would fail.
+    if names_a_subcommand(&cmd, &argv) {
+        cmd = cmd.mut_args(|a| a.env(None::<&str>));
+    }
+    let matches = match cmd.try_get_matches_from_mut(&argv) {
+        Ok(m) => m,
+        Err(e) => match super::env_source::rewrite(&e, &cmd, &argv) {
+            Some(from_env) => from_env.exit(),
+            None => e.exit(),
+        },
+    };
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigError::new(e.to_string()))?;
     match (&mut cli.command, matches.subcommand()) {
         (None, _) => apply_file(&mut cli.serve, &matches)?,
@@ -30,6 +46,14 @@ where
         _ => {}
     }
     Ok(cli)
+}
+
+/// Whether the first argument after the program's name is a subcommand.
+fn names_a_subcommand(cmd: &clap::Command, argv: &[std::ffi::OsString]) -> bool {
+    let Some(first) = argv.get(1).and_then(|a| a.to_str()) else {
+        return false;
+    };
+    first == "help" || cmd.find_subcommand(first).is_some()
 }
 
 /// Puts the values of `args.config`, if any, where `matches` took defaults.

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+mod env_source;
 mod file;
+pub mod listen;
 mod table;
 
 pub use file::{load, load_from};
@@ -51,6 +53,8 @@ pub enum Command {
     Publish(crate::cli::publish::PublishArgs),
     /// Print a stream's events as they arrive.
     Tail(crate::cli::tail::TailArgs),
+    /// Start a generation and print its answer as it streams.
+    Generate(crate::cli::generate::GenerateArgs),
     /// Print the effective configuration (flags > RILL_* env > --config file > defaults) as TOML.
     Config(ServeArgs),
 }
@@ -87,8 +91,10 @@ pub struct ServeArgs {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "RILL_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT, `[IPv6]:PORT`, `localhost:PORT`, or
+    /// `:PORT` for all interfaces (port 0 picks a free port).
+    #[arg(long, env = "RILL_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen::parse)]
+    #[serde(deserialize_with = "listen::deserialize")]
     pub listen: SocketAddr,
 
     /// Milliseconds between tokens of the mock model.
