@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// Open HTTP connections.
 pub const CONNECTIONS: &str = "rill_connections";
 /// Connections closed by rill before a request, by reason (`limit`,
-/// `header_timeout`, `tls`).
+/// `per_ip`, `header_timeout`, `tls`).
 pub const CONNECTIONS_DROPPED: &str = "rill_connections_dropped_total";
 /// Subscribers streaming now, all streams.
 pub const SUBSCRIBERS: &str = "rill_subscribers";
@@ -56,7 +56,7 @@ const KNOWN_LABELS: [(&str, &str, &[&str]); 4] = [
     (
         CONNECTIONS_DROPPED,
         "reason",
-        &["limit", "header_timeout", "tls"],
+        &["limit", "per_ip", "header_timeout", "tls"],
     ),
     (RESETS, "reason", &["unknown", "expired", "lagged"]),
     (
@@ -73,6 +73,7 @@ const KNOWN_LABELS: [(&str, &str, &[&str]); 4] = [
             "too_many_streams",
             "conflict",
             "store_unavailable",
+            "body_timeout",
         ],
     ),
     (

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The body's media type is not one this route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request body did not arrive in full within the timeout.
+    #[error("the request body did not arrive within {} s (--body-read-timeout-secs)", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
 }
 
 impl ApiError {
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(StoreError::Finished(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::Exists(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::TooManyStreams(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Conflict(_) => "conflict",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Store(StoreError::Finished(_)) => "stream_finished",
             ApiError::Store(StoreError::Exists(_)) => "exists",
             ApiError::Store(StoreError::TooManyStreams(_)) => "too_many_streams",
