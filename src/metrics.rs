@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// Open HTTP connections.
 pub const CONNECTIONS: &str = "rill_connections";
 /// Connections closed by rill before a request, by reason (`limit`,
-/// `header_timeout`, `tls`).
+/// `per_ip`, `header_timeout`, `tls`).
 pub const CONNECTIONS_DROPPED: &str = "rill_connections_dropped_total";
 /// Subscribers streaming now, all streams.
 pub const SUBSCRIBERS: &str = "rill_subscribers";
@@ -56,7 +56,7 @@ const KNOWN_LABELS: [(&str, &str, &[&str]); 5] = [
     (
         CONNECTIONS_DROPPED,
         "reason",
-        &["limit", "header_timeout", "tls"],
+        &["limit", "per_ip", "header_timeout", "tls"],
     ),
     (RESETS, "reason", &["unknown", "expired", "lagged"]),
     (
@@ -82,6 +82,7 @@ const KNOWN_LABELS: [(&str, &str, &[&str]); 5] = [
             "output_tokens",
             "too_many_generations",
             "idempotency_key_reused",
+            "body_timeout",
         ],
     ),
     (

@@ -184,8 +184,11 @@ fn serve_options(args: &ServeArgs) -> Result<ServeOptions, ServerError> {
         drain: Duration::from_secs(args.shutdown_timeout_secs),
         tls,
         max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
+        max_connections_per_ip: usize::try_from(s.max_connections_per_ip).unwrap_or(usize::MAX),
         header_read_timeout: s.header_read_timeout(),
+        body_read_timeout: s.body_read_timeout(),
         max_header_bytes: s.max_header_bytes,
+        send_buffer_bytes: s.send_buffer_bytes,
     })
 }
 

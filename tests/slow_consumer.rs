@@ -2,6 +2,10 @@
 //! not hold up the others, and when it reads again it is caught up from the
 //! store or told `event: reset`, never left with a silent gap.
 //!
+//! Between the two sits what the socket buffers already hold: events the
+//! slow reader gets, stale, before its `event: reset`. The capped kernel
+//! send buffer (`--send-buffer-bytes`) bounds them.
+//!
 //! The memory bound: what the server may hold for streams is the store's
 //! retention (`--retention-bytes`) plus each stream's live ring
 //! (`--subscriber-buffer` frames, shared by all its subscribers) plus, per
@@ -31,8 +35,13 @@ fn bound_bytes() -> u64 {
 }
 
 fn data_of(i: u64) -> String {
+    sized_data_of(i, EVENT_BYTES)
+}
+
+/// Event `i`'s data, `bytes` long.
+fn sized_data_of(i: u64, bytes: usize) -> String {
     let head = format!("event {i} ");
-    format!("{head}{}", "x".repeat(EVENT_BYTES - head.len()))
+    format!("{head}{}", "x".repeat(bytes - head.len()))
 }
 
 /// Undoes HTTP/1.1 chunked framing, as much as has arrived.
@@ -61,7 +70,11 @@ impl Dechunk {
 
 /// Opens a subscription on a plain socket and reads only the response head.
 fn open_raw(addr: &str, path: &str) -> (TcpStream, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    subscribe_on(TcpStream::connect(addr).expect("connect"), addr, path)
+}
+
+/// Sends a subscription request on `s` and reads only the response head.
+fn subscribe_on(mut s: TcpStream, addr: &str, path: &str) -> (TcpStream, Vec<u8>) {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
@@ -184,6 +197,104 @@ async fn a_stalled_subscriber_is_caught_up_from_the_store_while_retained() {
     assert_eq!(drops, 0.0);
 }
 
+/// Sizes of the send-buffer test: 8 MiB of 62 KiB events through a stream
+/// that retains 1 MiB, to a reader whose own receive buffer is small.
+const STALE_EVENT_BYTES: usize = 62 * 1024;
+const STALE_EVENTS: u64 = 132;
+const STALE_RETENTION_BYTES: u64 = 1024 * 1024;
+const CLIENT_RCVBUF: usize = 4096;
+/// rill's default `--send-buffer-bytes` and `--max-header-bytes` (hyper's
+/// write buffer of an HTTP/1.1 connection is as large as its read buffer).
+const SEND_BUFFER_BYTES: u64 = 64 * 1024;
+const HYPER_BUFFER_BYTES: u64 = 16 * 1024;
+
+/// What a stalled reader may get before its reset with the send buffer
+/// capped: both kernels' buffers (each doubled by Linux), hyper's write
+/// buffer, and a frame on either side of it (the one hyper took past its
+/// buffer, the one the event stream holds), plus framing.
+fn stale_bound_bytes() -> u64 {
+    let frame = STALE_EVENT_BYTES as u64 + 1024;
+    2 * SEND_BUFFER_BYTES + 2 * CLIENT_RCVBUF as u64 + HYPER_BUFFER_BYTES + 2 * frame + 64 * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_send_buffer_cap_bounds_what_a_stalled_reader_gets_before_its_reset() {
+    let capped = stale_bytes_before_reset(&[]).await;
+    let uncapped = stale_bytes_before_reset(&["--send-buffer-bytes", "0"]).await;
+    println!(
+        "stale bytes before the reset: {capped} capped (bound {}), {uncapped} with autotuning",
+        stale_bound_bytes()
+    );
+    assert!(
+        capped < stale_bound_bytes(),
+        "{capped} stale bytes, bound {}",
+        stale_bound_bytes()
+    );
+    assert!(
+        capped < uncapped,
+        "the cap is what bounds them: {capped} capped, {uncapped} uncapped"
+    );
+}
+
+/// Publishes [`STALE_EVENTS`] to a stream a subscriber with a small
+/// receive buffer does not read, then reads it all; returns the data bytes
+/// it got before the `event: reset` that told it of the gap.
+async fn stale_bytes_before_reset(extra: &[&str]) -> u64 {
+    let retention = STALE_RETENTION_BYTES.to_string();
+    let buffer = BUFFER_FRAMES.to_string();
+    let mut args = vec![
+        "--retention-events",
+        "100000",
+        "--retention-bytes",
+        &retention,
+        "--max-event-bytes",
+        "65536",
+        "--subscriber-buffer",
+        &buffer,
+    ];
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&args);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let client = reqwest::Client::new();
+    let url = server.url("/v1/streams/stale");
+    let publish = |i: u64| {
+        client
+            .post(&url)
+            .body(sized_data_of(i, STALE_EVENT_BYTES))
+            .send()
+    };
+    assert_eq!(publish(0).await.unwrap().status().as_u16(), 201);
+    let (mut slow, _) = subscribe_on(small_receiver(&addr), &addr, "/v1/streams/stale");
+    for i in 1..=STALE_EVENTS {
+        assert_eq!(publish(i).await.unwrap().status().as_u16(), 201);
+    }
+    let events = tokio::task::spawn_blocking(move || read_to(&mut slow, STALE_EVENTS + 1))
+        .await
+        .unwrap();
+    assert!(sized_accounted_for(&events, STALE_EVENTS + 1, STALE_EVENT_BYTES) >= 1);
+    let last_reset = events
+        .iter()
+        .rposition(|e| e.event_type == "reset")
+        .expect("a reset");
+    events[..last_reset]
+        .iter()
+        .map(|e| e.data.len() as u64)
+        .sum()
+}
+
+/// A socket connected to `addr` with a receive buffer of [`CLIENT_RCVBUF`]
+/// (set before connecting, so the window is small from the start).
+fn small_receiver(addr: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let to: std::net::SocketAddr = addr.parse().expect("address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .set_recv_buffer_size(CLIENT_RCVBUF)
+        .expect("SO_RCVBUF");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
+}
+
 /// A server with the test's limits and `retention_bytes`.
 fn start(retention_bytes: u64) -> TestServer {
     let retention_bytes = retention_bytes.to_string();
@@ -212,6 +323,11 @@ async fn slow_metrics(base: &str) -> (f64, f64) {
 /// `end` once, in order, or a `lagged` reset saying exactly what it missed;
 /// returns the number of resets.
 fn accounted_for(events: &[ParsedEvent], end: u64) -> usize {
+    sized_accounted_for(events, end, EVENT_BYTES)
+}
+
+/// [`accounted_for`], for events of `event_bytes` of data.
+fn sized_accounted_for(events: &[ParsedEvent], end: u64, event_bytes: usize) -> usize {
     let mut last = 1u64;
     let mut resets = 0;
     for ev in events {
@@ -223,7 +339,7 @@ fn accounted_for(events: &[ParsedEvent], end: u64) -> usize {
             resets += 1;
         } else {
             assert_eq!(id, last + 1, "silent gap after {last}");
-            assert_eq!(ev.data, data_of(id - 1));
+            assert_eq!(ev.data, sized_data_of(id - 1, event_bytes));
         }
         last = id;
     }

@@ -1,5 +1,6 @@
 //! The flags that make rill safe to expose: auth, CORS, TLS and the limits
-//! on connections and request headers. Flattened into `rill serve`.
+//! on connections, request heads and bodies, and socket buffers. Flattened
+//! into `rill serve`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,10 @@ use clap::Args;
 
 use super::ConfigError;
 use crate::auth::{JwtAlg, KeySource};
+
+/// Largest `--send-buffer-bytes`: the kernel doubles the value into an
+/// `int`, and far larger buffers are what the flag exists to avoid.
+const MAX_SEND_BUFFER_BYTES: usize = 256 * 1024 * 1024;
 
 /// Security options of `rill serve`. In a `--config` file each is a key
 /// named like its flag.
@@ -63,10 +68,29 @@ pub struct SecurityArgs {
     #[arg(long, env = "RILL_MAX_CONNECTIONS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
 
+    /// Most open connections from one client address (an IPv6 client: its
+    /// /64); more are accepted and closed at once. 0 (the default) turns
+    /// the cap off: behind a reverse proxy every connection comes from the
+    /// proxy. Facing the internet directly, 256 is a sensible value.
+    #[arg(long, env = "RILL_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u64,
+
     /// Seconds a connection may take to send its request headers (and its
-    /// TLS handshake) before it is closed.
+    /// TLS handshake) before it is closed; an idle connection (HTTP/1.1
+    /// keep-alive, or HTTP/2 with no open stream) is closed after it too.
     #[arg(long, env = "RILL_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_secs: u64,
+
+    /// Seconds a request body may take to arrive in full, counted from its
+    /// request head; a slower one gets 408 and the connection is closed.
+    #[arg(long, env = "RILL_BODY_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_secs: u64,
+
+    /// Kernel send buffer of each accepted socket (SO_SNDBUF; Linux doubles
+    /// it), which bounds the stale events a slow reader still gets before
+    /// it is told `event: reset`. 0 leaves the kernel's autotuning on.
+    #[arg(long, env = "RILL_SEND_BUFFER_BYTES", default_value_t = 64 * 1024)]
+    pub send_buffer_bytes: usize,
 
     /// Largest request head (request line and headers), in bytes; at least 8192.
     #[arg(long, env = "RILL_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
@@ -80,6 +104,19 @@ impl SecurityArgs {
             return Err(ConfigError::new(format!(
                 "--max-header-bytes ({}) must be between 8192 and 1048576",
                 self.max_header_bytes
+            )));
+        }
+        // clap checks these ranges on flags and variables; a --config file
+        // bypasses clap's parsers, so they are checked here as well.
+        if self.header_read_timeout_secs == 0 || self.body_read_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "--header-read-timeout-secs and --body-read-timeout-secs must be at least 1",
+            ));
+        }
+        if self.send_buffer_bytes > MAX_SEND_BUFFER_BYTES {
+            return Err(ConfigError::new(format!(
+                "--send-buffer-bytes ({}) must be at most {MAX_SEND_BUFFER_BYTES}",
+                self.send_buffer_bytes
             )));
         }
         if self.auth_jwt_alg.is_some() && self.key_source().is_none() {
@@ -107,5 +144,31 @@ impl SecurityArgs {
     /// The header read timeout.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// The body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ServeArgs;
+
+    /// A `--config` file bypasses clap's range checks; `validate` does not.
+    #[test]
+    fn zero_timeouts_and_huge_send_buffers_are_refused() {
+        let mut a = ServeArgs::defaults();
+        a.security.body_read_timeout_secs = 0;
+        assert!(a.validate().is_err());
+        let mut a = ServeArgs::defaults();
+        a.security.header_read_timeout_secs = 0;
+        assert!(a.validate().is_err());
+        let mut a = ServeArgs::defaults();
+        a.security.send_buffer_bytes = usize::MAX;
+        assert!(a.validate().is_err());
+        a.security.send_buffer_bytes = 0;
+        a.validate().unwrap();
     }
 }

@@ -8,40 +8,43 @@
 //! many event streams, which lifts the browsers' six-connections-per-origin
 //! limit of HTTP/1.1.
 //!
-//! Limits: at most `max_connections` open at once (more are accepted and
-//! closed at once, so the kernel's backlog never fills with them); a
-//! connection must finish its TLS handshake and its first request's headers
-//! within `header_read_timeout`, or it is closed; later HTTP/1.1 requests get
-//! hyper's header read timeout; request heads are capped at
-//! `max_header_bytes`.
+//! Limits: at most `max_connections` open at once, and at most
+//! `max_connections_per_ip` from one address (more are accepted and closed
+//! at once, so the kernel's backlog never fills with them); each socket's
+//! send buffer is capped ([`listener::tune`]); a connection must finish its
+//! TLS handshake and its first request's headers within
+//! `header_read_timeout`, or it is closed; after that, a connection that
+//! sits idle for as long is closed too: hyper's header read timeout does it
+//! for HTTP/1.1, and [`activity`] for an HTTP/2 connection with no open
+//! stream (which hyper would keep forever); request heads are capped at
+//! `max_header_bytes`, and a request body must arrive within
+//! `body_read_timeout` of its head ([`super::body`]).
 //!
 //! Shutdown: the loop stops accepting, every connection is told to finish
 //! (HTTP/2 `GOAWAY`, HTTP/1.1 close after the response), open event streams
 //! end themselves with a jittered `retry:`, and after `drain` rill exits
 //! whatever is still open.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod activity;
+
+use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-use super::listener::Connection;
+use super::listener::{self, Connection, PerIp};
 use crate::metrics as m;
+use activity::{Activity, Phase};
 
 /// How the server loop treats connections.
 #[derive(Clone)]
@@ -52,10 +55,18 @@ pub struct ServeOptions {
     pub tls: Option<TlsAcceptor>,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Time allowed for the TLS handshake and the first request's headers.
+    /// Most connections open at once from one address (IPv6: one /64);
+    /// 0 is no cap.
+    pub max_connections_per_ip: usize,
+    /// Time allowed for the TLS handshake and the first request's headers,
+    /// and how long a connection may then sit idle.
     pub header_read_timeout: Duration,
+    /// Time allowed for a request body to arrive, from its head.
+    pub body_read_timeout: Duration,
     /// Largest request head, in bytes (at least 8192).
     pub max_header_bytes: usize,
+    /// `SO_SNDBUF` of every accepted socket; 0 leaves the kernel's autotuning.
+    pub send_buffer_bytes: usize,
 }
 
 impl ServeOptions {
@@ -65,8 +76,11 @@ impl ServeOptions {
             drain,
             tls: None,
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
+            send_buffer_bytes: 64 * 1024,
         }
     }
 }
@@ -94,9 +108,19 @@ pub async fn serve_with(
     let addr = listener.local_addr()?;
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{addr}");
-    let builder = Arc::new(builder(&opts));
-    let graceful = GracefulShutdown::new();
+    let shared = Arc::new(Shared {
+        builder: builder(&opts),
+        app,
+        idle: opts.header_read_timeout,
+        body_read_timeout: opts.body_read_timeout,
+    });
+    // The drain: every connection holds a receiver; at shutdown the sender
+    // signals, then waits until every receiver is gone. hyper-util's
+    // GracefulShutdown works the same way but drives the connection itself,
+    // and the idle HTTP/2 close needs to call `graceful_shutdown` too.
+    let (drain, _) = watch::channel(());
     let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let mut per_ip = PerIp::new(opts.max_connections_per_ip);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -116,28 +140,31 @@ pub async fn serve_with(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let conn = Connection::with_slot(stream, slot);
+        let Ok(ip_slot) = per_ip.admit(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
+        listener::tune(&stream, opts.send_buffer_bytes);
+        let conn = Connection::with_slots(stream, slot, ip_slot);
         let task = Task {
-            builder: builder.clone(),
-            app: app.clone(),
-            first_request_within: opts.header_read_timeout,
+            shared: shared.clone(),
+            drain: drain.subscribe(),
             peer,
         };
-        let watcher = graceful.watcher();
         // Two task types: a plain connection's task is then not sized for
         // a TLS stream's state, which it would carry unused for as long as
         // the connection is open. Idle RSS per connection at 5,000: 24,170
         // → 21,854 bytes (release build, bench/loadgen idle).
         match &opts.tls {
-            None => drop(tokio::spawn(task.plain(conn, watcher))),
-            Some(acceptor) => drop(tokio::spawn(task.tls(conn, acceptor.clone(), watcher))),
+            None => drop(tokio::spawn(task.plain(conn))),
+            Some(acceptor) => drop(tokio::spawn(task.tls(conn, acceptor.clone()))),
         }
     }
     drop(listener);
     tracing::info!("shutting down; open streams were told to reconnect later");
+    let _ = drain.send(());
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drain.closed() => {}
         _ = tokio::time::sleep(opts.drain) => {
             tracing::warn!("connections still open after {:?}; exiting anyway", opts.drain);
         }
@@ -145,69 +172,105 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// What every connection's task shares: one allocation for all of them.
+struct Shared {
+    builder: Builder<TokioExecutor>,
+    app: Router,
+    /// How long a connection may wait for its first request, or sit idle.
+    idle: Duration,
+    body_read_timeout: Duration,
+}
+
 /// One connection's work.
 struct Task {
-    builder: Arc<Builder<TokioExecutor>>,
-    app: Router,
-    first_request_within: Duration,
+    shared: Arc<Shared>,
+    drain: watch::Receiver<()>,
+    /// The client's address, for per-client limits (`ConnectInfo`).
     peer: SocketAddr,
 }
 
-/// The per-connection service: the router, noting that a request arrived
-/// and from where (`ConnectInfo`, for per-client limits).
-macro_rules! service {
-    ($app:expr, $seen:expr, $peer:expr) => {{
-        let app = $app;
-        let seen = $seen;
-        let peer = $peer;
-        TowerToHyperService::new(tower::service_fn(
-            move |mut req: axum::http::Request<Incoming>| {
-                seen.store(true, Ordering::Relaxed);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            },
-        ))
-    }};
-}
-
 impl Task {
-    async fn plain(self, conn: Connection, watcher: Watcher) {
-        let started = Arc::new(AtomicBool::new(false));
-        let svc = service!(self.app, started.clone(), self.peer);
-        let deadline = tokio::time::Instant::now() + self.first_request_within;
-        let c = self.builder.serve_connection(TokioIo::new(conn), svc);
-        first_request_by(watcher.watch(c), &started, deadline).await;
+    async fn plain(self, conn: Connection) {
+        let deadline = Instant::now() + self.shared.idle;
+        self.serve(conn, deadline).await;
     }
 
-    async fn tls(self, conn: Connection, acceptor: TlsAcceptor, watcher: Watcher) {
-        let deadline = tokio::time::Instant::now() + self.first_request_within;
+    async fn tls(self, conn: Connection, acceptor: TlsAcceptor) {
+        let deadline = Instant::now() + self.shared.idle;
         let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(conn)).await else {
             metrics::counter!(m::CONNECTIONS_DROPPED, "reason" => "tls").increment(1);
             return;
         };
-        let started = Arc::new(AtomicBool::new(false));
-        let svc = service!(self.app, started.clone(), self.peer);
-        let c = self.builder.serve_connection(TokioIo::new(tls), svc);
-        first_request_by(watcher.watch(c), &started, deadline).await;
+        self.serve(tls, deadline).await;
+    }
+
+    /// Runs the connection to its end. It is closed if no request has
+    /// arrived by `first_request_by` (a client that sends nothing, or only
+    /// part of the HTTP/2 preface: hyper's own header timeout does not see
+    /// those), closed gracefully once an HTTP/2 connection has had no open
+    /// stream for `idle`, and finished gracefully at shutdown.
+    ///
+    /// One timer at most, reset only when the connection goes idle, not a
+    /// periodic tick: it runs until the first request arrives, then only
+    /// while an HTTP/2 connection has no open stream.
+    async fn serve<I>(mut self, io: I, first_request_by: Instant)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::default());
+        let svc = activity::service(self.shared.clone(), activity.clone(), self.peer);
+        let conn = self.shared.builder.serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let mut timer = Some(Box::pin(tokio::time::sleep_until(first_request_by)));
+        let mut seen_idle = 0;
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = self.drain.changed(), if !closing => {
+                    closing = true;
+                    timer = None;
+                    conn.as_mut().graceful_shutdown();
+                }
+                idle = activity.went_idle(seen_idle), if !closing => {
+                    seen_idle = idle;
+                    arm(&mut timer, Instant::now() + self.shared.idle);
+                }
+                _ = fired(&mut timer), if timer.is_some() => {
+                    timer = None;
+                    match activity.phase() {
+                        Phase::NoRequest => {
+                            metrics::counter!(m::CONNECTIONS_DROPPED, "reason" => "header_timeout")
+                                .increment(1);
+                            return;
+                        }
+                        Phase::Http2Idle => {
+                            closing = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                        // HTTP/1.1: hyper's header read timeout takes over.
+                        // HTTP/2 with open streams: `went_idle` re-arms the
+                        // timer when the last one ends.
+                        Phase::Http1 | Phase::Http2Busy => {}
+                    }
+                }
+            }
+        }
     }
 }
 
-/// Runs `conn`, but closes it at `deadline` if no request has arrived by
-/// then: this covers what hyper's own header timeout does not, a client
-/// that sends nothing, or only part of the HTTP/2 preface.
-async fn first_request_by<F: Future>(
-    conn: F,
-    started: &AtomicBool,
-    deadline: tokio::time::Instant,
-) {
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = &mut conn => return,
-        _ = tokio::time::sleep_until(deadline) => {}
+/// Sets `timer` to fire at `at`, reusing its allocation when it has one.
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+    match timer {
+        Some(t) => t.as_mut().reset(at),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
     }
-    if !started.load(Ordering::Relaxed) {
-        metrics::counter!(m::CONNECTIONS_DROPPED, "reason" => "header_timeout").increment(1);
-        return;
+}
+
+/// Waits for `timer`, forever when there is none.
+async fn fired(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
     }
-    conn.await;
 }

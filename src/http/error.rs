@@ -56,6 +56,9 @@ pub enum ApiError {
     /// A cap on running generations is reached; retry later.
     #[error("{0}")]
     TooMany(String),
+    /// The request body did not arrive in full within the timeout.
+    #[error("the request body did not arrive within {} s (--body-read-timeout-secs)", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
 }
 
 impl From<StartError> for ApiError {
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(StoreError::KeyReused(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Store(StoreError::Full { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(StoreError::Finished(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::Exists(_)) => StatusCode::CONFLICT,
             ApiError::Store(StoreError::TooManyStreams(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::TooMany(_) => "too_many_generations",
             ApiError::Store(StoreError::KeyReused(_)) => "idempotency_key_reused",
             ApiError::Store(StoreError::Full { .. }) => "store_full",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Store(StoreError::Finished(_)) => "stream_finished",
             ApiError::Store(StoreError::Exists(_)) => "exists",
             ApiError::Store(StoreError::TooManyStreams(_)) => "too_many_streams",

@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod body;
 pub mod cors;
 pub mod demo;
 pub mod error;
@@ -76,6 +77,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        // Innermost, so auth (a route layer added later) refuses a request
+        // before its body is read. It reads a body in full under the
+        // --body-read-timeout-secs deadline, and at most one byte past
+        // `body_limit`, leaving the 413 to the handler's extractor.
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            body::read_within,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
