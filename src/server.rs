@@ -1,7 +1,8 @@
 //! Wiring: from a configuration to a running server.
 //!
 //! Builds the store, the hub, the back-ends and the routes, starts the hub's
-//! maintenance task, and serves until the shutdown token is cancelled.
+//! maintenance task, and serves until the shutdown token is cancelled: the
+//! public listener, and with `--admin-listen` the operators' one.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::csrf::AllowedOrigins;
 use crate::auth::Verifier;
 use crate::backend::mock::{MockBackend, RecordingError};
 use crate::backend::ollama::{self, OllamaBackend};
@@ -23,6 +25,7 @@ use crate::config::{BackendKind, ConfigError, ServeArgs};
 use crate::generation::Generations;
 use crate::http::accept::ServeOptions;
 use crate::http::demo::SeedAnswer;
+use crate::http::ops::{Detail, OpsView};
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::store::memory::MemoryStore;
@@ -111,15 +114,15 @@ fn backend(args: &ServeArgs, demo: &Arc<MockBackend>) -> Result<Arc<dyn Backend>
     })
 }
 
-/// Binds `args.listen` and serves until `shutdown` is cancelled.
+/// Binds `args.listen` (and `--admin-listen`, if given) and serves until
+/// `shutdown` is cancelled.
 pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), ServerError> {
     let state = build(&args, shutdown.clone())?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: args.listen,
-            source,
-        })?;
+    let listener = bind(args.listen).await?;
+    let admin = match args.security.admin_listen {
+        Some(addr) => Some((bind(addr).await?, http::admin_router(state.clone()))),
+        None => None,
+    };
     let retry_ms = state.hub.config().retry_ms;
     tokio::spawn(state.hub.clone().run_maintenance());
     tokio::spawn(crate::dashboard::run(
@@ -134,10 +137,31 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
         tokio::spawn(state.generations.clone().run_marker());
     }
     let generations = state.generations.clone();
-    let app = secure(http::router(state), &args.security, retry_ms)?;
+    // With auth on, anyone may read the public ops routes; with it off,
+    // everyone could read every stream anyway.
+    let view = OpsView {
+        detail: match args.security.key_source() {
+            Some(_) => Detail::Redacted,
+            None => Detail::Full,
+        },
+        operator_routes: admin.is_none(),
+    };
+    let app = secure(http::router(state, view), &args.security, retry_ms)?;
     let opts = serve_options(&args)?;
     let drain = opts.drain;
-    let served = http::accept::serve_with(listener, app, shutdown, opts).await;
+    let public = http::accept::serve_with(listener, app, shutdown.clone(), opts);
+    let served = tokio::select! {
+        // Polled first: `serve_with` logs `listening on …` before it first
+        // waits, so that line comes before `admin listening on …`, and
+        // whoever reads the first `listening on` line (tests, scripts)
+        // finds the public address.
+        biased;
+        served = public => served.map_err(|source| ServerError::Io {
+            context: "server failed".into(),
+            source,
+        }),
+        failed = serve_admin(admin, shutdown) => failed,
+    };
     // Every generation ends with its `done` (cancelled_by: shutdown) in the
     // store before the process exits.
     let tracker = generations.tracker();
@@ -148,10 +172,36 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
             "generations still running after {drain:?}; exiting anyway"
         );
     }
-    served.map_err(|source| ServerError::Io {
-        context: "server failed".into(),
-        source,
-    })
+    served
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })
+}
+
+/// Serves the admin listener, if there is one, until `shutdown`; returns
+/// only if it fails. Plain HTTP without the public listener's connection
+/// limits: it is for a private address. The public listener's drain
+/// decides when rill exits.
+async fn serve_admin(
+    admin: Option<(TcpListener, Router)>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    if let Some((listener, app)) = admin {
+        let failed = |source| ServerError::Io {
+            context: "admin listener failed".into(),
+            source,
+        };
+        let addr = listener.local_addr().map_err(failed)?;
+        tracing::info!("admin listening on http://{addr}");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(failed)?;
+    }
+    std::future::pending().await
 }
 
 /// Puts the auth guard (when a key is configured) and CORS around `app`.
@@ -162,6 +212,7 @@ pub fn secure(app: Router, args: &SecurityArgs, retry_ms: u64) -> Result<Router,
                 verifier: Verifier::new(&source, args.auth_jwt_alg)?,
                 query_token_max: Duration::from_secs(args.auth_query_token_max_secs),
                 retry_ms,
+                origins: AllowedOrigins::new(&args.cors_origins),
             };
             tracing::info!("auth is on: stream routes need a JWT");
             app.route_layer(axum::middleware::from_fn_with_state(

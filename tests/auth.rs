@@ -206,8 +206,11 @@ async fn generations_need_the_generate_right() {
     )
     .await;
     assert_eq!(res.status(), 403);
-    let gen =
-        hs256(json!({"exp": now() + 300, "rill": {"generate": true, "subscribe": ["gen-*"]}}));
+    let gen = hs256(json!({
+        "sub": "starter",
+        "exp": now() + 300,
+        "rill": {"generate": true, "subscribe": ["gen-*"]}
+    }));
     let res = post(
         &s.url("/v1/generations"),
         Some(&gen),

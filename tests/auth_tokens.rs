@@ -1,11 +1,14 @@
 //! Bad tokens and key types over real HTTP: wrong secret, wrong or `none`
-//! algorithm, algorithm confusion, missing `exp`, bad claims and garbage
-//! are all `401`; RS256 and ES256 tokens verify against public keys.
+//! algorithm, algorithm confusion, missing `exp`, absurd times, bad claims
+//! and garbage are all `401`; RS256 and ES256 tokens verify against public
+//! keys.
 
 mod common;
 
+use std::time::Duration;
+
 use common::jwt::{get, grant, hs256, key_path, now, post, server, SECRET};
-use common::TestServer;
+use common::{SseClient, TestServer};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -55,6 +58,78 @@ async fn bad_tokens_are_refused_with_401() {
     )
     .await;
     assert_eq!(res.status(), 401);
+}
+
+/// Times that overflow `SystemTime` or `Instant` arithmetic, or are too far
+/// ahead to be meant, must be a plain `401`, never a panic in the request.
+#[tokio::test]
+async fn absurd_times_are_refused_and_the_server_keeps_serving() {
+    let s = server();
+    let twenty_years = 20 * 365 * 24 * 3600;
+    let rill = json!({"subscribe": ["*"]});
+    let cases = [
+        (
+            "exp 2^63",
+            json!({"sub": "t", "exp": 1u64 << 63, "rill": rill}),
+        ),
+        (
+            "exp u64::MAX",
+            json!({"sub": "t", "exp": u64::MAX, "rill": rill}),
+        ),
+        (
+            "exp now + 20 years",
+            json!({"sub": "t", "exp": now() + twenty_years, "rill": rill}),
+        ),
+        (
+            "nbf u64::MAX",
+            json!({"sub": "t", "exp": now() + 300, "nbf": u64::MAX, "rill": rill}),
+        ),
+        (
+            "nbf not a number",
+            json!({"sub": "t", "exp": now() + 300, "nbf": "soon", "rill": rill}),
+        ),
+    ];
+    for (what, claims) in cases {
+        let bearer = format!("Bearer {}", hs256(claims));
+        let res = reqwest::Client::new()
+            .get(s.url("/v1/streams/clock"))
+            .header("accept", "text/event-stream")
+            .header("authorization", &bearer)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: no answer (did the request panic?): {e}"));
+        assert_eq!(res.status(), 401, "{what}");
+        assert!(
+            res.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token"),
+            "{what}"
+        );
+    }
+    // Still serving: a sound token streams, and health is fine.
+    let good = hs256(grant(&["clock"], &["clock"], 300));
+    let mut sub = SseClient::open(
+        &s.url("/v1/streams/clock"),
+        &[("authorization", &format!("Bearer {good}"))],
+    )
+    .await;
+    assert_eq!(sub.status, 200);
+    let res = post(
+        &s.url("/v1/streams/clock"),
+        Some(&good),
+        json!({"data": "t"}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        sub.next_event(Duration::from_secs(5)).await.unwrap().data,
+        "t"
+    );
+    assert_eq!(get(&s.url("/healthz"), &[]).await.status(), 200);
+    let log = s.log.lock().unwrap().join("\n");
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 fn base64url(bytes: &[u8]) -> String {

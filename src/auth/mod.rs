@@ -5,52 +5,28 @@
 //! checks its signature, algorithm and expiry, and the `rill` claim becomes
 //! a [`Grant`]: which streams the holder may publish to, which it may
 //! subscribe to, and whether it may start generations. Stream names in the
-//! claim are [`Pattern`]s. The full model is in `docs/security.md`.
+//! claim are [`Pattern`]s. [`csrf`] says when a token from a cookie may be
+//! used. The full model is in `docs/security.md`.
+//!
+//! Times in a token are the signer's word, not ours: an `exp` too far ahead
+//! to be meant is refused ([`MAX_TOKEN_LIFETIME`]), and every computation
+//! on it is checked, so no signed value can make a request panic.
 
+pub mod csrf;
 pub mod pattern;
+mod verifier;
 
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-pub use pattern::{Pattern, PatternError};
+pub use pattern::{Pattern, PatternError, RESERVED_PREFIXES};
+pub use verifier::{AuthConfigError, JwtAlg, KeySource, Verifier};
 
-/// Signature algorithms rill accepts; a token signed with any other is refused.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-pub enum JwtAlg {
-    /// HMAC with SHA-256 and a shared secret.
-    #[value(name = "HS256")]
-    Hs256,
-    /// RSA PKCS#1 v1.5 with SHA-256 and a public key.
-    #[value(name = "RS256")]
-    Rs256,
-    /// ECDSA P-256 with SHA-256 and a public key.
-    #[value(name = "ES256")]
-    Es256,
-}
-
-impl JwtAlg {
-    fn algorithm(self) -> Algorithm {
-        match self {
-            JwtAlg::Hs256 => Algorithm::HS256,
-            JwtAlg::Rs256 => Algorithm::RS256,
-            JwtAlg::Es256 => Algorithm::ES256,
-        }
-    }
-}
-
-/// Where the verification key comes from.
-#[derive(Debug, Clone)]
-pub enum KeySource {
-    /// A shared HS256 secret.
-    Secret(String),
-    /// A PEM public key file (RS256 or ES256).
-    PublicKey(PathBuf),
-}
+/// Longest a token may still have to live: an `exp` further ahead than
+/// this (ten years) is refused as absurd. No one means it, and a bound
+/// keeps the expiry arithmetic far from overflow.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,13 +52,21 @@ pub struct RillClaim {
     pub generate: bool,
 }
 
-/// The claims rill reads; other registered claims are checked by the
-/// JWT library (`exp`, `nbf`) or ignored.
+/// The claims rill reads; other registered claims (`iat`, `aud`, `iss`)
+/// are ignored.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Claims {
-    /// Expiry, in seconds since the Unix epoch. Required.
+    /// Expiry, in seconds since the Unix epoch. Required; at most
+    /// [`MAX_TOKEN_LIFETIME`] ahead.
     pub exp: u64,
-    /// The subject, for logs.
+    /// Not before, in seconds since the Unix epoch. Checked by the JWT
+    /// library (a token before its `nbf` is refused); read here so that a
+    /// value that is not a whole number makes the token invalid rather
+    /// than unchecked.
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    /// The subject: for logs, and the owner of the generations the token
+    /// starts.
     #[serde(default)]
     pub sub: Option<String>,
     /// The grant; a token without it may do nothing stream-specific.
@@ -112,16 +96,34 @@ impl Grant {
         self.claims.rill.generate
     }
 
-    /// When the token expires.
-    pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.claims.exp)
+    /// The token's subject, if it has one.
+    pub fn sub(&self) -> Option<&str> {
+        self.claims.sub.as_deref()
+    }
+
+    /// When the token expires; `None` if `exp` is past what the system
+    /// clock can represent (a verified grant's never is).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        UNIX_EPOCH.checked_add(Duration::from_secs(self.claims.exp))
     }
 
     /// How long until the token expires (zero once it has).
     pub fn remaining(&self) -> Duration {
-        self.expires_at()
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
+        self.remaining_at(SystemTime::now())
+    }
+
+    /// How long from `now` until the token expires (zero once it has).
+    /// Computed on durations since the epoch, so no `exp` can overflow it.
+    pub fn remaining_at(&self, now: SystemTime) -> Duration {
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        Duration::from_secs(self.claims.exp).saturating_sub(now)
+    }
+
+    /// The instant, on the clock of `now`, at which the token expires;
+    /// `None` if that is past what the clock can represent (then nothing
+    /// should end at expiry: it is not within the life of the process).
+    pub fn ends_at(&self, now: Instant) -> Option<Instant> {
+        now.checked_add(self.remaining())
     }
 }
 
@@ -137,172 +139,37 @@ pub enum AuthError {
     /// The token is valid but does not cover this request.
     #[error("the token does not allow {0}")]
     Forbidden(String),
-}
-
-/// A key or auth setting that cannot work.
-#[derive(Debug, thiserror::Error)]
-#[error("auth: {0}")]
-pub struct AuthConfigError(String);
-
-/// Checks tokens.
-#[derive(Clone)]
-pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
-}
-
-impl std::fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier")
-            .field("algorithms", &self.validation.algorithms)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Verifier {
-    /// A verifier for `alg` (HS256 for a secret, else required) with the key
-    /// from `source`.
-    pub fn new(source: &KeySource, alg: Option<JwtAlg>) -> Result<Self, AuthConfigError> {
-        let (key, alg) = match source {
-            KeySource::Secret(secret) => {
-                if alg.is_some_and(|a| a != JwtAlg::Hs256) {
-                    return Err(AuthConfigError(
-                        "a shared secret signs HS256 only; for RS256/ES256 give --auth-jwt-public-key".into(),
-                    ));
-                }
-                if secret.len() < 32 {
-                    return Err(AuthConfigError(
-                        "--auth-jwt-secret must be at least 32 bytes".into(),
-                    ));
-                }
-                (DecodingKey::from_secret(secret.as_bytes()), JwtAlg::Hs256)
-            }
-            KeySource::PublicKey(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| AuthConfigError(format!("cannot read {}: {e}", path.display())))?;
-                let key = match alg {
-                    Some(JwtAlg::Rs256) => DecodingKey::from_rsa_pem(&pem),
-                    Some(JwtAlg::Es256) => DecodingKey::from_ec_pem(&pem),
-                    _ => {
-                        return Err(AuthConfigError(
-                            "--auth-jwt-public-key needs --auth-jwt-alg RS256 or ES256".into(),
-                        ))
-                    }
-                }
-                .map_err(|e| AuthConfigError(format!("{}: {e}", path.display())))?;
-                (key, alg.unwrap_or(JwtAlg::Rs256))
-            }
-        };
-        let mut validation = Validation::new(alg.algorithm());
-        // Expiry is exact: a stream ends at `exp`, so the reconnect after
-        // it must be refused, not waved through by a minute of leeway.
-        validation.leeway = 0;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
-        Ok(Self { key, validation })
-    }
-
-    /// Checks `token` and returns its grant.
-    pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let grant = Grant {
-            claims: data.claims,
-        };
-        // The library accepts a token in its last second; rill does not.
-        if grant.remaining().is_zero() {
-            return Err(AuthError::Invalid("ExpiredSignature".into()));
-        }
-        Ok(grant)
-    }
+    /// The token came from the cookie, which this request may not use
+    /// (see [`csrf`]).
+    #[error("{0}; a page that writes to rill should send its token in `Authorization: Bearer <jwt>` instead")]
+    Csrf(String),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{encode, EncodingKey, Header};
-
-    const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
-    fn now() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-
-    fn token(claims: serde_json::Value) -> String {
-        encode(
-            &Header::default(),
-            &claims,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap()
-    }
-
-    fn verifier() -> Verifier {
-        Verifier::new(&KeySource::Secret(SECRET.into()), None).unwrap()
-    }
 
     #[test]
-    fn grants_follow_the_claim() {
-        let t = token(serde_json::json!({
-            "exp": now() + 60,
-            "rill": {"publish": ["chat-*"], "subscribe": ["*"]}
-        }));
-        let g = verifier().verify(&t).unwrap();
-        assert!(g.allows(Right::Publish, "chat-1"));
-        assert!(!g.allows(Right::Publish, "news"));
-        assert!(g.allows(Right::Subscribe, "news"));
-        assert!(!g.may_generate());
-    }
-
-    #[test]
-    fn refuses_bad_tokens() {
-        let v = verifier();
-        for bad in [
-            String::new(),
-            "garbage".into(),
-            "a.b.c".into(),
-            token(serde_json::json!({"exp": now() - 1})),
-            token(serde_json::json!({"rill": {}})),
-            token(serde_json::json!({"exp": now() + 60, "rill": {"publish": ["a b"]}})),
-            token(serde_json::json!({"exp": now() + 60, "rill": {"admin": true}})),
-        ] {
-            assert!(
-                matches!(v.verify(&bad), Err(AuthError::Invalid(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_token_text_is_refused_without_panic(t in "[A-Za-z0-9_.=-]{0,200}|\\PC{0,100}") {
-            proptest::prop_assert!(verifier().verify(&t).is_err());
-        }
-
-        #[test]
-        fn signed_patterns_grant_exactly_what_they_match(
-            pat in "[a-c*-]{1,6}",
-            name in "[a-c-]{1,6}",
-        ) {
-            let t = token(serde_json::json!({"exp": now() + 60, "rill": {"subscribe": [pat.clone()]}}));
-            let g = verifier().verify(&t).unwrap();
-            let want = Pattern::new(pat).unwrap().matches(&name);
-            proptest::prop_assert_eq!(g.allows(Right::Subscribe, &name), want);
-            proptest::prop_assert!(!g.allows(Right::Publish, &name));
-        }
-    }
-
-    #[test]
-    fn weak_or_mismatched_keys_are_config_errors() {
-        assert!(Verifier::new(&KeySource::Secret("short".into()), None).is_err());
-        assert!(Verifier::new(&KeySource::Secret(SECRET.into()), Some(JwtAlg::Rs256)).is_err());
-        assert!(Verifier::new(
-            &KeySource::PublicKey("/nonexistent".into()),
-            Some(JwtAlg::Rs256)
-        )
-        .is_err());
+    fn expiry_arithmetic_is_checked() {
+        let grant = |exp| Grant {
+            claims: Claims {
+                exp,
+                nbf: None,
+                sub: None,
+                rill: RillClaim::default(),
+            },
+        };
+        let far = grant(u64::MAX);
+        assert_eq!(far.expires_at(), None);
+        assert!(far.remaining() > MAX_TOKEN_LIFETIME);
+        // `Instant` cannot reach u64::MAX seconds ahead.
+        assert_eq!(far.ends_at(Instant::now()), None);
+        let at = UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(grant(1_060).remaining_at(at), Duration::from_secs(60));
+        assert_eq!(grant(999).remaining_at(at), Duration::ZERO);
+        assert_eq!(
+            grant(5).remaining_at(UNIX_EPOCH - Duration::from_secs(9)),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -6,11 +6,23 @@
 //! covers every stream, `chat-*` covers `chat-` and `chat-room-1`, and
 //! `gen-*.log` covers `gen-7.log`. There is no escaping, because stream
 //! names can never contain `*`.
+//!
+//! Streams whose names start with a [reserved prefix](RESERVED_PREFIXES),
+//! `_` (rill's own, such as `_dashboard`) or `gen-` (generations), are not
+//! the users' streams: a token reaches them only through a pattern that
+//! starts with the same prefix. So `*` and `*-x` grant none of them, and a
+//! token minted for "every chat stream" cannot read the dashboard's list
+//! of busiest streams or other people's generations.
 
 use std::fmt;
 
+use crate::generation::GENERATION_PREFIX;
+
 /// Longest pattern accepted, in bytes.
 pub const MAX_PATTERN_LEN: usize = 128;
+
+/// Name prefixes that only a pattern starting with the same prefix covers.
+pub const RESERVED_PREFIXES: [&str; 2] = ["_", GENERATION_PREFIX];
 
 /// A pattern that does not follow the grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,12 +54,18 @@ impl Pattern {
         &self.0
     }
 
-    /// Whether `name` is covered by this pattern.
+    /// Whether `name` is covered by this pattern: the pattern matches it
+    /// and, for a name with a [reserved prefix](RESERVED_PREFIXES), starts
+    /// with that prefix itself.
     ///
     /// Linear-time wildcard matching (the classic two-pointer walk that
     /// remembers the last `*`), so a hostile pattern such as `*a*a*a*b`
     /// cannot make a check expensive.
     pub fn matches(&self, name: &str) -> bool {
+        let reserved = RESERVED_PREFIXES.iter().find(|p| name.starts_with(**p));
+        if reserved.is_some_and(|prefix| !self.0.starts_with(prefix)) {
+            return false;
+        }
         let (p, n) = (self.0.as_bytes(), name.as_bytes());
         let (mut pi, mut ni) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
@@ -119,6 +137,30 @@ mod tests {
     }
 
     #[test]
+    fn reserved_streams_need_their_prefix_in_the_pattern() {
+        for name in ["_dashboard", "_", "gen-1f2e", "gen-"] {
+            for wide in ["*", "**", "*-*", "*d*", "*1f2e", "g*", "gen*", "_d*"] {
+                if name.starts_with('_') && wide.starts_with('_') {
+                    continue;
+                }
+                assert!(!p(wide).matches(name), "{wide} must not cover {name}");
+            }
+        }
+        assert!(p("_*").matches("_dashboard"));
+        assert!(p("_dashboard").matches("_dashboard"));
+        assert!(!p("_*").matches("gen-1"));
+        assert!(p("gen-*").matches("gen-1f2e"));
+        assert!(p("gen-1f2e").matches("gen-1f2e"));
+        assert!(!p("gen-*").matches("_dashboard"));
+        // Names that only contain a prefix further in are ordinary.
+        assert!(p("*").matches("a_b"));
+        assert!(p("*").matches("chat-gen-1"));
+        assert!(p("*").matches("gen"));
+        assert!(p("*").matches("genx-1"));
+        assert_eq!(RESERVED_PREFIXES[1], crate::generation::GENERATION_PREFIX);
+    }
+
+    #[test]
     fn grammar() {
         for bad in ["", "a b", "a/b", "ä", "a\n", "a?", &"x".repeat(129)] {
             assert!(Pattern::new(bad).is_err(), "{bad:?}");
@@ -140,6 +182,16 @@ mod tests {
         #[test]
         fn agrees_with_reference(pat in "[ab*]{1,8}", name in "[ab]{0,10}") {
             prop_assert_eq!(p(&pat).matches(&name), reference(pat.as_bytes(), name.as_bytes()));
+        }
+
+        #[test]
+        fn reserved_names_match_only_patterns_with_their_prefix(
+            pat in "(_|gen-|g|)[a-n*_-]{1,6}",
+            name in "(_|gen-)[a-n_-]{0,6}",
+        ) {
+            let prefix = if name.starts_with('_') { "_" } else { "gen-" };
+            let want = pat.starts_with(prefix) && reference(pat.as_bytes(), name.as_bytes());
+            prop_assert_eq!(p(&pat).matches(&name), want);
         }
     }
 }

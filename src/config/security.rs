@@ -2,6 +2,7 @@
 //! on connections, request heads and bodies, and socket buffers. Flattened
 //! into `rill serve`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +55,13 @@ pub struct SecurityArgs {
     )]
     #[serde(rename = "cors-origin", default)]
     pub cors_origins: Vec<String>,
+
+    /// A second listener for operators, without auth: /metrics with
+    /// per-stream series, /healthz with the store's error, /dashboard and
+    /// its stream. Bind it to loopback or a private network; the public
+    /// listener then answers 404 for /metrics and /dashboard.
+    #[arg(long, env = "RILL_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
 
     /// PEM certificate chain; with --tls-key, serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN).
     #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]

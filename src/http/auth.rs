@@ -4,16 +4,19 @@
 //! Token sources, first found wins: `Authorization: Bearer <jwt>`, the
 //! `rill_token` cookie (what an `EventSource` sends, since it cannot set
 //! headers), then `?access_token=<jwt>`. A URL ends up in logs and history,
-//! so a query token must expire within `--auth-query-token-max-secs`.
+//! so a query token must expire within `--auth-query-token-max-secs`. A
+//! cookie is sent by the browser whoever made the request, so a cookie
+//! token must also pass [`crate::auth::csrf`].
 //!
 //! The answers: `401` with `WWW-Authenticate: Bearer` when a needed token is
 //! missing or invalid, `403` when a valid token does not cover the stream or
-//! action. An event stream read with a token is ended at the token's expiry
-//! with a `retry:` hint, so the client reconnects and must show a fresh
-//! token. Which route needs what is [`need`]; `docs/security.md` explains it.
+//! action, or came from the cookie on a request that may not use it. An
+//! event stream read with a token is ended at the token's expiry with a
+//! `retry:` hint, so the client reconnects and must show a fresh token.
+//! Which route needs what is [`need`]; `docs/security.md` explains it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath, Query, RawPathParams, Request, State};
@@ -24,7 +27,9 @@ use axum::Json;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::auth::csrf::{self, AllowedOrigins};
 use crate::auth::{AuthError, Grant, Right, Verifier};
+use crate::generation::GENERATION_PREFIX;
 use crate::sse::encode_retry;
 
 /// The cookie an `EventSource` page carries its token in.
@@ -41,6 +46,9 @@ pub struct Guard {
     pub query_token_max: Duration,
     /// The `retry:` hint sent when a stream ends at its token's expiry.
     pub retry_ms: u64,
+    /// Origins besides the request's own whose pages may write with a
+    /// cookie token.
+    pub origins: AllowedOrigins,
 }
 
 /// What a route asks of the caller.
@@ -52,9 +60,22 @@ pub enum Need {
     Token,
     /// A right on the named stream.
     Stream(Right, String),
-    /// The right to start and cancel generations.
+    /// `generate: true`: cancelling generations.
     Generate,
+    /// `generate: true` and a `sub`, which will own the generation.
+    StartGeneration,
+    /// What the inner need asks, or else a token with a `sub`, which the
+    /// handler lets through only if that `sub` started the generation.
+    OwnerOr(Box<Need>),
 }
+
+/// Put in a request's extensions beside its [`Grant`] when the guard let
+/// the request through only so that the handler can check ownership: the
+/// token's patterns (or `generate`) do not cover the generation, and the
+/// request is allowed only if the token's `sub` started it. Without this
+/// marker the token's rights cover the request already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerOnly;
 
 /// What the route `path` (as routed, e.g. `/v1/streams/{name}`) needs for
 /// `method`, given its path parameter `name`.
@@ -62,13 +83,69 @@ pub enum Need {
 /// Routes not listed need a valid token: a new route is closed until it is
 /// placed here on purpose.
 pub fn need(method: &Method, path: &str, name: Option<&str>) -> Need {
-    let stream = |right| Need::Stream(right, name.unwrap_or_default().to_owned());
+    let name = name.unwrap_or_default();
+    let stream = |right| Need::Stream(right, name.to_owned());
+    let owner_or = |need| Need::OwnerOr(Box::new(need));
+    let generation = name.starts_with(GENERATION_PREFIX);
     match (path, method) {
         ("/" | "/sse" | "/healthz" | "/metrics" | "/openapi.json", _) => Need::Nothing,
+        ("/v1/streams/{name}", &Method::GET | &Method::HEAD) if generation => {
+            owner_or(stream(Right::Subscribe))
+        }
+        ("/v1/streams/{name}", &Method::DELETE) if generation => owner_or(stream(Right::Publish)),
         ("/v1/streams/{name}", &Method::GET | &Method::HEAD) => stream(Right::Subscribe),
         ("/v1/streams/{name}", _) => stream(Right::Publish),
-        ("/v1/generations" | "/v1/generations/{id}/cancel", _) => Need::Generate,
+        ("/v1/generations", _) => Need::StartGeneration,
+        ("/v1/generations/{id}/cancel", _) => owner_or(Need::Generate),
         _ => Need::Token,
+    }
+}
+
+/// How a valid token meets a route's need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Its rights cover the request.
+    Granted,
+    /// Only if its `sub` owns the generation, which the handler checks.
+    OwnerOnly,
+}
+
+/// Whether `grant` meets `need`, and how.
+fn decide(need: &Need, grant: &Grant) -> Result<Access, AuthError> {
+    let refuse = |what: &str| Err(AuthError::Forbidden(what.to_owned()));
+    match need {
+        Need::Nothing | Need::Token => Ok(Access::Granted),
+        Need::Generate if grant.may_generate() => Ok(Access::Granted),
+        Need::Generate => refuse("starting or cancelling generations"),
+        Need::StartGeneration if !grant.may_generate() => {
+            refuse("starting or cancelling generations")
+        }
+        Need::StartGeneration if grant.sub().is_none() => refuse(
+            "starting a generation without a `sub` claim: a generation belongs to the `sub` that starts it, so tokens that start generations need a `sub`",
+        ),
+        Need::StartGeneration => Ok(Access::Granted),
+        // A name outside the grammar is the handler's 400 to give.
+        Need::Stream(right, name) => {
+            if crate::ids::StreamName::new(name.clone()).is_err() || grant.allows(*right, name) {
+                return Ok(Access::Granted);
+            }
+            match right {
+                Right::Publish => Err(AuthError::Forbidden(format!("publishing to `{name}`"))),
+                Right::Subscribe => Err(AuthError::Forbidden(format!("subscribing to `{name}`"))),
+            }
+        }
+        Need::OwnerOr(inner) => match decide(inner, grant) {
+            Ok(access) => Ok(access),
+            // The handler enforces ownership: a generation may be read,
+            // deleted and cancelled by the token `sub` that started it, and
+            // only the handler knows who that was. So a token the patterns
+            // do not cover is let through with its `Grant` and [`OwnerOnly`]
+            // in the request's extensions, and the handler must refuse it
+            // unless its `sub` owns the generation. A token without a `sub`
+            // owns nothing and is refused here.
+            Err(_) if grant.sub().is_some() => Ok(Access::OwnerOnly),
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -94,41 +171,39 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
     if need == Need::Nothing {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let grant = match authenticate(&guard, &parts.headers, &parts.uri) {
+    let grant = match authenticate(&guard, &parts.method, &parts.headers, &parts.uri) {
         Ok(g) => g,
         Err(e) => return refuse(e),
     };
-    let allowed = match &need {
-        Need::Nothing | Need::Token => true,
-        Need::Generate => grant.may_generate(),
-        // A name outside the grammar is the handler's 400 to give.
-        Need::Stream(right, name) => {
-            crate::ids::StreamName::new(name.clone()).is_err() || grant.allows(*right, name)
-        }
+    let access = match decide(&need, &grant) {
+        Ok(a) => a,
+        Err(e) => return refuse(e),
     };
-    if !allowed {
-        let what = match need {
-            Need::Stream(Right::Publish, n) => format!("publishing to `{n}`"),
-            Need::Stream(Right::Subscribe, n) => format!("subscribing to `{n}`"),
-            _ => "starting or cancelling generations".into(),
-        };
-        return refuse(AuthError::Forbidden(what));
-    }
-    let remaining = grant.remaining();
+    let deadline = grant.ends_at(Instant::now());
     let mut req = Request::from_parts(parts, body);
     req.extensions_mut().insert(grant);
+    if access == Access::OwnerOnly {
+        req.extensions_mut().insert(OwnerOnly);
+    }
     let res = next.run(req).await;
-    end_at_expiry(res, remaining, guard.retry_ms)
+    end_at_expiry(res, deadline, guard.retry_ms)
 }
 
-/// Finds and checks the request's token.
+/// Finds and checks the request's token; one from the cookie must also be
+/// one this request may use ([`csrf::check`]).
 pub fn authenticate(
     guard: &Guard,
+    method: &Method,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
 ) -> Result<Grant, AuthError> {
-    if let Some(t) = bearer(headers).or_else(|| cookie(headers, TOKEN_COOKIE)) {
+    if let Some(t) = bearer(headers) {
         return guard.verifier.verify(&t);
+    }
+    if let Some(t) = cookie(headers, TOKEN_COOKIE) {
+        let grant = guard.verifier.verify(&t)?;
+        csrf::check(method, headers, uri, &guard.origins)?;
+        return Ok(grant);
     }
     let query =
         Query::<Vec<(String, String)>>::try_from_uri(uri).map_err(|_| AuthError::Missing)?;
@@ -167,13 +242,14 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 fn refuse(e: AuthError) -> Response {
     let (status, kind) = match e {
         AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        _ => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        AuthError::Csrf(_) => (StatusCode::FORBIDDEN, "csrf"),
+        AuthError::Missing | AuthError::Invalid(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
     };
     metrics::counter!(crate::metrics::REJECTED, "reason" => kind).increment(1);
     let body = serde_json::json!({ "error": kind, "message": e.to_string() });
     let mut res = (status, Json(body)).into_response();
     let challenge = match e {
-        AuthError::Missing => "Bearer realm=\"rill\"",
+        AuthError::Missing | AuthError::Csrf(_) => "Bearer realm=\"rill\"",
         AuthError::Invalid(_) => "Bearer realm=\"rill\", error=\"invalid_token\"",
         AuthError::Forbidden(_) => "Bearer realm=\"rill\", error=\"insufficient_scope\"",
     };
@@ -184,19 +260,20 @@ fn refuse(e: AuthError) -> Response {
     res
 }
 
-/// Ends an event-stream response when its token expires: a comment saying
-/// why, a `retry:` hint, then the end of the body. The client reconnects
-/// and must present a fresh token.
-fn end_at_expiry(res: Response, remaining: Duration, retry_ms: u64) -> Response {
+/// Ends an event-stream response at `deadline`, when its token expires: a
+/// comment saying why, a `retry:` hint, then the end of the body. The
+/// client reconnects and must present a fresh token. Without a deadline
+/// (one past what the clock can hold) the stream is left as it is.
+fn end_at_expiry(res: Response, deadline: Option<Instant>, retry_ms: u64) -> Response {
     let is_stream = res
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    if !is_stream || res.status() != StatusCode::OK {
+    let Some(deadline) = deadline.filter(|_| is_stream && res.status() == StatusCode::OK) else {
         return res;
-    }
+    };
     let (parts, body) = res.into_parts();
-    let deadline = tokio::time::Instant::now() + remaining;
+    let deadline = tokio::time::Instant::from_std(deadline);
     let body =
         futures_util::stream::unfold(Some(body.into_data_stream()), move |state| async move {
             let mut data = state?;
@@ -219,31 +296,69 @@ mod tests {
 
     #[test]
     fn routes_need_what_the_docs_say() {
-        let stream = |r| Need::Stream(r, "s".into());
-        let n = Some("s");
-        assert_eq!(
-            need(&Method::GET, "/v1/streams/{name}", n),
-            stream(Right::Subscribe)
-        );
-        assert_eq!(
-            need(&Method::POST, "/v1/streams/{name}", n),
-            stream(Right::Publish)
-        );
-        assert_eq!(
-            need(&Method::DELETE, "/v1/streams/{name}", n),
-            stream(Right::Publish)
-        );
-        assert_eq!(
-            need(&Method::HEAD, "/v1/streams/{name}", n),
-            stream(Right::Subscribe)
-        );
-        assert_eq!(need(&Method::POST, "/v1/generations", None), Need::Generate);
-        assert_eq!(
-            need(&Method::POST, "/v1/generations/{id}/cancel", None),
-            Need::Generate
-        );
-        assert_eq!(need(&Method::GET, "/v1/streams", None), Need::Token);
-        assert_eq!(need(&Method::GET, "/v1/something-new", None), Need::Token);
+        let (get, head, post, delete) = (Method::GET, Method::HEAD, Method::POST, Method::DELETE);
+        let route = "/v1/streams/{name}";
+        let stream = |r, n: &str| Need::Stream(r, n.into());
+        let owner_or = |n| Need::OwnerOr(Box::new(n));
+        let cases = [
+            (&get, route, Some("s"), stream(Right::Subscribe, "s")),
+            (&head, route, Some("s"), stream(Right::Subscribe, "s")),
+            (&post, route, Some("s"), stream(Right::Publish, "s")),
+            (&delete, route, Some("s"), stream(Right::Publish, "s")),
+            // rill's own streams: patterns only (see `Pattern::matches`).
+            (
+                &get,
+                route,
+                Some("_dashboard"),
+                stream(Right::Subscribe, "_dashboard"),
+            ),
+            (
+                &delete,
+                route,
+                Some("_dashboard"),
+                stream(Right::Publish, "_dashboard"),
+            ),
+            // Generations: patterns, or the owner, whom the handler checks.
+            (
+                &get,
+                route,
+                Some("gen-1"),
+                owner_or(stream(Right::Subscribe, "gen-1")),
+            ),
+            (
+                &head,
+                route,
+                Some("gen-1"),
+                owner_or(stream(Right::Subscribe, "gen-1")),
+            ),
+            (
+                &delete,
+                route,
+                Some("gen-1"),
+                owner_or(stream(Right::Publish, "gen-1")),
+            ),
+            (&post, route, Some("gen-1"), stream(Right::Publish, "gen-1")),
+            (
+                &get,
+                route,
+                Some("xgen-1"),
+                stream(Right::Subscribe, "xgen-1"),
+            ),
+            (&post, "/v1/generations", None, Need::StartGeneration),
+            (
+                &post,
+                "/v1/generations/{id}/cancel",
+                None,
+                owner_or(Need::Generate),
+            ),
+            (&get, "/v1/streams", None, Need::Token),
+            (&get, "/dashboard", None, Need::Token),
+            (&get, "/v1/something-new", None, Need::Token),
+            (&post, "/v1/something-new", None, Need::Token),
+        ];
+        for (method, path, name, want) in cases {
+            assert_eq!(need(method, path, name), want, "{method} {path} {name:?}");
+        }
         for open in ["/", "/sse", "/healthz", "/metrics", "/openapi.json"] {
             assert_eq!(need(&Method::GET, open, None), Need::Nothing, "{open}");
         }

@@ -5,6 +5,10 @@
 //! back-ends), [`ops`] (health, metrics, OpenAPI). [`sse`] turns a
 //! subscription into a response; [`error`] maps every error to a status in
 //! one place.
+//!
+//! Two routers: [`router`] for the public listener, and [`admin_router`]
+//! for the operators' listener (`--admin-listen`), which serves the ops
+//! routes and the dashboard without auth.
 
 pub mod accept;
 pub mod auth;
@@ -23,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -52,8 +56,10 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
-/// The application's routes.
-pub fn router(state: AppState) -> Router {
+/// The public listener's routes; `view` says what its ops routes tell and
+/// whether it serves `/metrics` and `/dashboard` (answered `404` when the
+/// admin listener has them).
+pub fn router(state: AppState, view: ops::OpsView) -> Router {
     // Bodies may be JSON-escaped (up to 6 bytes per byte of data), so the
     // byte limit on the wire is wider than the limit on data, which the
     // handler checks exactly and answers with 413.
@@ -61,10 +67,14 @@ pub fn router(state: AppState) -> Router {
         .max_event_bytes
         .saturating_mul(6)
         .saturating_add(64 * 1024);
-    Router::new()
-        .route("/", get(demo::index))
+    let mut app = Router::new();
+    if view.operator_routes {
+        app = app
+            .route("/dashboard", get(demo::dashboard))
+            .route("/metrics", get(ops::metrics));
+    }
+    app.route("/", get(demo::index))
         .route("/sse", get(demo::sse))
-        .route("/dashboard", get(demo::dashboard))
         .route("/v1/streams", get(streams::list))
         .route(
             "/v1/streams/{name}",
@@ -75,7 +85,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/generations", post(generations::create))
         .route("/v1/generations/{id}/cancel", post(generations::cancel))
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         // Innermost, so auth (a route layer added later) refuses a request
         // before its body is read. It reads a body in full under the
@@ -85,7 +94,24 @@ pub fn router(state: AppState) -> Router {
             body_limit,
             body::read_within,
         ))
+        .layer(Extension(view))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// The admin listener's routes: `/metrics` with per-stream series,
+/// `/healthz` with the store's error, `/dashboard` and its stream
+/// `GET /v1/streams/_dashboard`, all without auth, and nothing else. Bind
+/// it to loopback or a private network.
+pub fn admin_router(state: AppState) -> Router {
+    let dashboard = format!("/v1/streams/{}", crate::dashboard::DASHBOARD_STREAM);
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/dashboard", get(demo::dashboard))
+        .route(&dashboard, get(ops::dashboard_stream))
+        .layer(Extension(ops::OpsView::ADMIN))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
