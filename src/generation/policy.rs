@@ -42,7 +42,7 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// The model is not allowed.
-    #[error("model `{model}` is not allowed here; allowed: {allowed} (--allowed-models)")]
+    #[error("model `{model}` is not allowed here; allowed: {allowed} (--allowed-model)")]
     Model {
         /// What was asked.
         model: String,
@@ -50,7 +50,7 @@ pub enum PolicyError {
         allowed: String,
     },
     /// The option is not allowed.
-    #[error("option `{name}` is not allowed here; allowed: {allowed} (--allowed-options)")]
+    #[error("option `{name}` is not allowed here; allowed: {allowed} (--allowed-option)")]
     Option {
         /// The option.
         name: String,

@@ -11,11 +11,8 @@ async fn publish_and_tail_carry_the_token() {
     let server = jwt::server();
     let token = hs256(grant(&["cli"], &["cli"], 300));
     let published = rill(&["publish", &server.base, "cli", "hello", "--token", &token]).await;
-    assert_eq!(
-        (published.code, published.stdout.trim()),
-        (Some(0), "1"),
-        "{published:?}"
-    );
+    assert_eq!(published.code, Some(0), "{published:?}");
+    assert!(published.stdout.trim().ends_with(".1"), "{published:?}");
     // The token from the environment, as a script would set it.
     let mut tail = command(&["tail", &server.base, "cli", "--from", "0", "--count", "1"]);
     tail.env("RILL_TOKEN", &token);
@@ -64,7 +61,7 @@ async fn a_refused_token_is_called_refused() {
 #[tokio::test]
 async fn generate_carries_the_token() {
     let server = jwt::server();
-    let token = hs256(json!({"exp": jwt::now() + 300, "rill": {"generate": true}}));
+    let token = hs256(json!({"sub": "cli", "exp": jwt::now() + 300, "rill": {"generate": true}}));
     let mut cmd = command(&["generate", &server.base, "hello"]);
     cmd.env("RILL_TOKEN", &token);
     let r = run(cmd).await;

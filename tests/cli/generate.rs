@@ -39,7 +39,7 @@ async fn prints_the_answer_and_exits_zero_on_done() {
 
 #[tokio::test]
 async fn passes_the_model_and_reports_http_errors() {
-    let server = TestServer::start(&["--mock-delay-ms", "1"]);
+    let server = TestServer::start(&["--mock-delay-ms", "1", "--allowed-model", "tiny"]);
     let r = rill(&["generate", &server.base, "hi", "--model", "tiny"]).await;
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(r.stdout.starts_with("You asked: \"hi\"."), "{}", r.stdout);
