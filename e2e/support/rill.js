@@ -103,8 +103,9 @@ function waitForText(page, selector, n, timeout = PATIENCE_MS) {
 
 /**
  * A loopback TCP proxy in front of `base` that records both directions, can
- * cut every open connection at once, as a flaky network would, and can hold
- * new connections back until released.
+ * cut every open connection at once, as a flaky network would, can hold
+ * new connections back until released, and can rewrite what the browser
+ * sends on new connections.
  */
 async function startProxy(base) {
   const target = new URL(base);
@@ -112,6 +113,7 @@ async function startProxy(base) {
   let sent = '';
   let received = '';
   let held = null;
+  let rewrite = null;
   const track = (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -122,9 +124,14 @@ async function startProxy(base) {
     const forward = () => {
       const upstream = net.connect(Number(target.port), target.hostname);
       track(upstream);
-      client.on('data', (chunk) => { sent += chunk.toString('latin1'); });
+      const edit = rewrite;
+      client.on('data', (chunk) => {
+        let text = chunk.toString('latin1');
+        if (edit) text = edit(text);
+        sent += text;
+        upstream.write(Buffer.from(text, 'latin1'));
+      });
       upstream.on('data', (chunk) => { received += chunk.toString('utf8'); });
-      client.pipe(upstream);
       upstream.pipe(client);
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
@@ -151,6 +158,10 @@ async function startProxy(base) {
     /** Destroys every open connection, both sides. */
     cut() {
       for (const s of sockets) s.destroy();
+    },
+    /** What the browser sends on new connections passes through `fn`. */
+    rewrite(fn) {
+      rewrite = fn;
     },
     /** New connections wait, unanswered, until `release()`. */
     hold() {
