@@ -240,6 +240,8 @@ fn serve_options(args: &ServeArgs) -> Result<ServeOptions, ServerError> {
         body_read_timeout: s.body_read_timeout(),
         max_header_bytes: s.max_header_bytes,
         send_buffer_bytes: s.send_buffer_bytes,
+        delivery: args.delivery,
+        retry_ms: args.retry_ms,
     })
 }
 

@@ -24,6 +24,7 @@ pub use file::{load, load_from};
 pub use table::markdown as settings_table;
 
 use crate::generation::GenerationConfig;
+use crate::http::accept::Delivery;
 use crate::hub::HubConfig;
 use crate::store::Retention;
 
@@ -166,6 +167,13 @@ pub struct ServeArgs {
     /// store.
     #[arg(long, env = "RILL_SUBSCRIBER_BUFFER_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub subscriber_buffer_bytes: usize,
+
+    /// Which path serves HTTP/1.1 event streams: `parked` (rill's own: after
+    /// the response head the connection leaves hyper, and one writer per
+    /// stream writes to every subscriber) or `hyper` (a task and buffers
+    /// per connection).
+    #[arg(long, env = "RILL_DELIVERY", value_enum, default_value_t = Delivery::Parked)]
+    pub delivery: Delivery,
 
     /// Model back-end for `POST /v1/generations`.
     #[arg(long, env = "RILL_BACKEND", value_enum, default_value_t = BackendKind::Mock)]

@@ -26,6 +26,7 @@
 //! whatever is still open.
 
 mod activity;
+mod first;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -43,8 +44,21 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::listener::{self, Connection, PerIp};
+use super::park::Parking;
 use crate::metrics as m;
 use activity::{Activity, Phase};
+use first::Prefixed;
+
+/// Which path serves HTTP/1.1 event streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// rill's own: after the response head, the connection is parked and
+    /// its stream's writer writes to it (see `http::park`).
+    Parked,
+    /// hyper serves every response, event streams included.
+    Hyper,
+}
 
 /// How the server loop treats connections.
 #[derive(Clone)]
@@ -67,6 +81,10 @@ pub struct ServeOptions {
     pub max_header_bytes: usize,
     /// `SO_SNDBUF` of every accepted socket; 0 leaves the kernel's autotuning.
     pub send_buffer_bytes: usize,
+    /// Which path serves HTTP/1.1 event streams.
+    pub delivery: Delivery,
+    /// The `retry:` base, for parked streams' jittered one at shutdown.
+    pub retry_ms: u64,
 }
 
 impl ServeOptions {
@@ -81,6 +99,8 @@ impl ServeOptions {
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             send_buffer_bytes: 64 * 1024,
+            delivery: Delivery::Parked,
+            retry_ms: 2000,
         }
     }
 }
@@ -108,11 +128,17 @@ pub async fn serve_with(
     let addr = listener.local_addr()?;
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{addr}");
+    // Event streams of plain HTTP/1.1 connections are parked (TLS keeps
+    // hyper: the TLS state would have to be kept per connection anyway).
+    let parking = (opts.delivery == Delivery::Parked && opts.tls.is_none())
+        .then(|| Parking::new(opts.retry_ms));
     let shared = Arc::new(Shared {
         builder: builder(&opts),
         app,
         idle: opts.header_read_timeout,
         body_read_timeout: opts.body_read_timeout,
+        max_header_bytes: opts.max_header_bytes.max(8192),
+        parking: parking.clone(),
     });
     // The drain: every connection holds a receiver; at shutdown the sender
     // signals, then waits until every receiver is gone. hyper-util's
@@ -163,8 +189,15 @@ pub async fn serve_with(
     drop(listener);
     tracing::info!("shutting down; open streams were told to reconnect later");
     let _ = drain.send(());
+    // Parked streams were told to come back later by the hub; they close
+    // as their writers reach them.
+    let parked = async {
+        if let Some(p) = &parking {
+            p.closed().await;
+        }
+    };
     tokio::select! {
-        _ = drain.closed() => {}
+        _ = async { tokio::join!(drain.closed(), parked) } => {}
         _ = tokio::time::sleep(opts.drain) => {
             tracing::warn!("connections still open after {:?}; exiting anyway", opts.drain);
         }
@@ -179,6 +212,9 @@ struct Shared {
     /// How long a connection may wait for its first request, or sit idle.
     idle: Duration,
     body_read_timeout: Duration,
+    max_header_bytes: usize,
+    /// Parked event streams, unless hyper serves them.
+    parking: Option<Parking>,
 }
 
 /// One connection's work.
@@ -191,8 +227,12 @@ struct Task {
 
 impl Task {
     async fn plain(self, conn: Connection) {
+        if self.shared.parking.is_some() {
+            return self.plain_first(conn).await;
+        }
         let deadline = Instant::now() + self.shared.idle;
-        self.serve(conn, deadline).await;
+        self.serve(Prefixed::new(conn, bytes::Bytes::new()), deadline)
+            .await;
     }
 
     async fn tls(self, conn: Connection, acceptor: TlsAcceptor) {

@@ -264,6 +264,11 @@ fn refuse(e: AuthError) -> Response {
 /// comment saying why, a `retry:` hint, then the end of the body. The
 /// client reconnects and must present a fresh token. Without a deadline
 /// (one past what the clock can hold) the stream is left as it is.
+/// When an event-stream response must end because its token expires, for
+/// a delivery path that serves the stream without polling its body.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamExpiry(pub tokio::time::Instant);
+
 fn end_at_expiry(res: Response, deadline: Option<Instant>, retry_ms: u64) -> Response {
     let is_stream = res
         .headers()
@@ -272,8 +277,10 @@ fn end_at_expiry(res: Response, deadline: Option<Instant>, retry_ms: u64) -> Res
     let Some(deadline) = deadline.filter(|_| is_stream && res.status() == StatusCode::OK) else {
         return res;
     };
-    let (parts, body) = res.into_parts();
+    let (mut parts, body) = res.into_parts();
     let deadline = tokio::time::Instant::from_std(deadline);
+    // For the parked delivery path, which serves the stream itself.
+    parts.extensions.insert(StreamExpiry(deadline));
     let body =
         futures_util::stream::unfold(Some(body.into_data_stream()), move |state| async move {
             let mut data = state?;

@@ -48,6 +48,13 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The socket, for writes that must not wait (parked subscribers).
+    pub fn tcp(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
 impl Drop for Connection {
     fn drop(&mut self) {
         metrics::gauge!(m::CONNECTIONS).decrement(1.0);

@@ -19,6 +19,7 @@ pub mod error;
 pub mod generations;
 pub mod listener;
 pub mod ops;
+pub mod park;
 pub mod sse;
 pub mod streams;
 pub mod tls;

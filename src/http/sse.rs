@@ -2,6 +2,7 @@
 //! event-stream route reads: `Accept` and the resume position.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -135,7 +136,7 @@ pub fn retry_if_unavailable(
 /// The bytes of one piece of a subscriber's response.
 pub fn encode_out(out: Out) -> Bytes {
     match out {
-        Out::Events(bytes) => bytes,
+        Out::Events { bytes, .. } => bytes,
         Out::KeepAlive => Bytes::from_static(KEEPALIVE),
         Out::Retry(ms) | Out::Close(ms) => encode_retry(ms),
         Out::Reset(reset) => encode_reset(&reset),
@@ -154,14 +155,38 @@ pub fn encode_reset(reset: &Reset) -> Bytes {
     encode_event(Some(&reset.resume_from), kind.as_ref(), &body.to_string())
 }
 
-/// Streams a subscription as the response body.
+/// A subscription a response carries for the parked delivery path: it
+/// takes the subscription out before the body is ever polled, writes the
+/// response head itself and serves the stream from its own writer. Taken
+/// by no one, the body streams it as usual (HTTP/2, TLS, the hyper path).
+#[derive(Clone)]
+pub struct Parkable(Arc<Mutex<Option<Subscription>>>);
+
+impl Parkable {
+    /// The subscription, unless the body has started streaming it.
+    pub fn take(&self) -> Option<Subscription> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Streams a subscription as the response body (see [`Parkable`]).
 pub fn stream_response(sub: Subscription) -> Response {
-    let body = futures_util::stream::unfold(sub, |mut sub| async move {
-        let out = sub.next().await?;
-        Some((Ok::<_, Infallible>(encode_out(out)), sub))
-    });
+    let shared = Arc::new(Mutex::new(Some(sub)));
+    let parkable = Parkable(shared.clone());
+    let body = futures_util::stream::unfold(
+        (Parkable(shared), None::<Subscription>),
+        |(slot, sub)| async move {
+            let mut sub = match sub {
+                Some(sub) => sub,
+                None => slot.take()?,
+            };
+            let out = sub.next().await?;
+            Some((Ok::<_, Infallible>(encode_out(out)), (slot, Some(sub))))
+        },
+    );
     let mut res = Response::new(Body::from_stream(body));
     stream_headers(&mut res);
+    res.extensions_mut().insert(parkable);
     res
 }
 

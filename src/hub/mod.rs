@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use channel::{Channel, Delivery, Live, RingLimits, Seen};
-pub use subscription::{Out, Reset, Resume, Subscribe, Subscription};
+pub use subscription::{shutdown_retry, Cursor, Out, Reset, Resume, Subscribe, Subscription, Place};
 
 use crate::ids::{EventId, StreamName};
 use crate::sse::EventType;

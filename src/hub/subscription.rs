@@ -6,7 +6,12 @@
 //! stream, the retained events after the id, then live events. When it
 //! falls out of the live ring it goes back to the store and catches up; if
 //! the store no longer has what it missed, it says so with a reset.
-//! Dropping it (the client went away) gives its place back.
+//!
+//! It is two things: a [`Cursor`] (where in the stream, and how to move
+//! on) and a [`Place`] (the subscriber's place under the limits, given
+//! back when dropped: the client went away). The delivery engine splits
+//! them: many parked connections at the same position share one cursor,
+//! each keeping its own place.
 //!
 //! Waiting for the next live event touches nothing shared but the ring:
 //! shutdown arrives as a signal in the ring (or, for a subscriber that is
@@ -82,7 +87,12 @@ pub enum Out {
     /// The `retry:` hint that opens a stream.
     Retry(u64),
     /// Encoded events, one or several, as they go on the wire.
-    Events(Bytes),
+    Events {
+        /// Their bytes.
+        bytes: Bytes,
+        /// How many events.
+        count: u64,
+    },
     /// A keep-alive, so proxies do not cut an idle stream.
     KeepAlive,
     /// Events were missed.
@@ -94,7 +104,17 @@ pub enum Out {
 
 /// A live subscription; see the module docs.
 pub struct Subscription {
-    slot: Slot,
+    cursor: Cursor,
+    place: Place,
+}
+
+/// A position in a stream and the way on from it: what is still to send
+/// (the opening, a replay page), then live events from the ring, back to
+/// the store when it falls out of the ring.
+pub struct Cursor {
+    hub: Hub,
+    name: StreamName,
+    channel: Arc<Channel>,
     prefix: Option<String>,
     last: EventId,
     seen: Seen,
@@ -112,11 +132,10 @@ impl Hub {
         resume: &Resume,
     ) -> Result<Subscribe, StoreError> {
         let cfg = self.config();
-        let Some(slot) = Slot::take(self, name) else {
+        let Some((place, seen)) = Place::take(self, name) else {
             metrics::counter!(m::REJECTED, "reason" => "subscriber_limit").increment(1);
             return Ok(Subscribe::Overloaded);
         };
-        let (slot, seen) = slot;
         // Counted in the ring before the store is read: see the hub's docs.
         let head = self.store().log.read_after(name, EventId::START, 0).await?;
         let requested_after = match resume {
@@ -165,18 +184,23 @@ impl Hub {
         let ended = head.finished && last >= head.last_id;
         // The feed (shared stores) must cover everything after what this
         // subscriber read from the store: `head.last_id`.
-        let started = slot.channel.follow_from(head.last_id, head.prefix.clone());
+        let started = place.channel.follow_from(head.last_id, head.prefix.clone());
         // Built before the wake-up's await, so that a client gone meanwhile
-        // still gives its place back (in the slot's `Drop`).
+        // still gives its place back (in the place's `Drop`).
         let sub = Subscription {
-            slot,
-            prefix: head.prefix,
-            last,
-            seen,
-            prelude,
-            backlog: VecDeque::new(),
-            caught_up: false,
-            ended,
+            cursor: Cursor {
+                hub: self.clone(),
+                name: name.clone(),
+                channel: place.channel.clone(),
+                prefix: head.prefix,
+                last,
+                seen,
+                prelude,
+                backlog: VecDeque::new(),
+                caught_up: false,
+                ended,
+            },
+            place,
         };
         if started && self.store().is_shared() {
             self.wake_reader(name).await;
@@ -205,10 +229,81 @@ fn reset(
 impl Subscription {
     /// The stream this subscription reads.
     pub fn stream(&self) -> &StreamName {
-        &self.slot.name
+        &self.cursor.name
     }
 
     /// The next piece of the response; `None` when the stream is over.
+    pub async fn next(&mut self) -> Option<Out> {
+        let out = self.cursor.next().await;
+        if let Some(Out::Events { count, .. }) = &out {
+            self.cursor.count(*count);
+        }
+        out
+    }
+
+    /// The position, for a reader that goes on from here.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// The position and the place, apart.
+    pub fn into_parts(self) -> (Cursor, Place) {
+        (self.cursor, self.place)
+    }
+}
+
+impl Cursor {
+    /// A cursor at `last` of stream `name` (of incarnation `prefix`), at
+    /// the live edge, with nothing left to send before live events: where
+    /// a reader goes on after it has sent everything up to `last`.
+    pub fn at(&self, last: EventId) -> Cursor {
+        Cursor {
+            hub: self.hub.clone(),
+            name: self.name.clone(),
+            channel: self.channel.clone(),
+            prefix: self.prefix.clone(),
+            last,
+            seen: self.seen,
+            prelude: VecDeque::new(),
+            backlog: VecDeque::new(),
+            caught_up: true,
+            ended: self.ended,
+        }
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &StreamName {
+        &self.name
+    }
+
+    /// The last event id sent.
+    pub fn last(&self) -> EventId {
+        self.last
+    }
+
+    /// Whether the stream is over for this cursor.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether there is nothing to send until something new happens: the
+    /// opening and any replay are sent, and the ring has nothing after
+    /// `last` (and no signal) yet.
+    pub fn at_live_edge(&self) -> bool {
+        self.prelude.is_empty()
+            && self.backlog.is_empty()
+            && self.caught_up
+            && !self.ended
+            && !self.channel.has_news(self.last, &self.seen)
+    }
+
+    /// Counts `n` events written to subscribers of this stream.
+    pub fn count(&self, n: u64) {
+        self.channel.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The next piece to send; `None` when the stream is over. Deliveries
+    /// are not counted here: whoever writes them counts them.
     pub async fn next(&mut self) -> Option<Out> {
         loop {
             if let Some(out) = self.prelude.pop_front() {
@@ -218,18 +313,19 @@ impl Subscription {
                 return None;
             }
             if !self.backlog.is_empty() {
-                return Some(Out::Events(self.take_backlog()));
+                let (bytes, count) = self.take_backlog();
+                return Some(Out::Events { bytes, count });
             }
             if !self.caught_up {
-                if self.slot.hub.shutdown().is_cancelled() {
+                if self.hub.shutdown().is_cancelled() {
                     // The shutdown signal may have passed while we read the
                     // store, or been sent before we joined the ring.
                     return Some(self.shut_down());
                 }
                 if let Err(e) = self.fill_backlog().await {
-                    tracing::warn!(stream = %self.slot.name, error = %e, "replay failed; closing");
+                    tracing::warn!(stream = %self.name, error = %e, "replay failed; closing");
                     self.ended = true;
-                    return Some(Out::Close(self.slot.hub.config().retry_ms));
+                    return Some(Out::Close(self.hub.config().retry_ms));
                 }
                 continue;
             }
@@ -240,7 +336,7 @@ impl Subscription {
                 self.backlog = VecDeque::new();
                 self.prelude = VecDeque::new();
             }
-            match self.slot.channel.next(self.last, &mut self.seen).await {
+            match self.channel.next(self.last, &mut self.seen).await {
                 Delivery::RetryLater => return Some(self.shut_down()),
                 Delivery::KeepAlive => return Some(Out::KeepAlive),
                 Delivery::Lagged => {
@@ -248,8 +344,7 @@ impl Subscription {
                     metrics::counter!(m::SLOW_CATCHUPS).increment(1);
                     self.caught_up = false;
                 }
-                Delivery::Events { terminal: true, .. }
-                    if self.slot.hub.shutdown().is_cancelled() =>
+                Delivery::Events { terminal: true, .. } if self.hub.shutdown().is_cancelled() =>
                 {
                     // A generation ended by this very shutdown: the client is
                     // told to come back rather than that the answer is done,
@@ -262,27 +357,23 @@ impl Subscription {
                     last,
                     terminal,
                 } => {
-                    self.delivered(count, last, terminal);
-                    return Some(Out::Events(bytes));
+                    self.moved(last, terminal);
+                    return Some(Out::Events { bytes, count });
                 }
             }
         }
     }
 
-    fn delivered(&mut self, count: u64, last: EventId, terminal: bool) {
+    fn moved(&mut self, last: EventId, terminal: bool) {
         self.last = last;
         self.ended |= terminal;
-        self.slot
-            .channel
-            .delivered
-            .fetch_add(count, Ordering::Relaxed);
     }
 
     /// The replayed events in hand, joined up to the batch size, so a
     /// subscriber catching up gets one write per batch instead of one per
     /// event. The events' bytes are copied, never re-encoded (see
     /// `bench/RESULTS.md`, catch-up replay).
-    fn take_backlog(&mut self) -> Bytes {
+    fn take_backlog(&mut self) -> (Bytes, u64) {
         let mut parts: Vec<Bytes> = Vec::new();
         let (mut len, mut count, mut last, mut terminal) = (0, 0, self.last, false);
         while let Some(r) = self.backlog.front() {
@@ -298,30 +389,29 @@ impl Subscription {
             terminal = r.terminal;
             parts.push(r.frame);
         }
-        self.delivered(count, last, terminal);
+        self.moved(last, terminal);
         if parts.len() == 1 {
-            return parts.pop().unwrap_or_default();
+            return (parts.pop().unwrap_or_default(), count);
         }
         let mut joined = BytesMut::with_capacity(len);
         for p in parts {
             joined.extend_from_slice(&p);
         }
-        joined.freeze()
+        (joined.freeze(), count)
     }
 
     /// Ends the stream: come back later, after a jittered pause.
     fn shut_down(&mut self) -> Out {
         self.ended = true;
-        Out::Close(shutdown_retry(self.slot.hub.config().retry_ms))
+        Out::Close(shutdown_retry(self.hub.config().retry_ms))
     }
 
     async fn fill_backlog(&mut self) -> Result<(), StoreError> {
         let page = self
-            .slot
             .hub
             .store()
             .log
-            .read_after(&self.slot.name, self.last, REPLAY_PAGE)
+            .read_after(&self.name, self.last, REPLAY_PAGE)
             .await?;
         let moved = match (&self.prefix, &page.prefix) {
             (Some(mine), Some(now)) => mine != now,
@@ -336,8 +426,7 @@ impl Subscription {
             // past its `end`: its ids are no longer the ones we counted.
             // Close with a retry; the reconnect is answered with a reset.
             self.ended = true;
-            self.prelude
-                .push_back(Out::Close(self.slot.hub.config().retry_ms));
+            self.prelude.push_back(Out::Close(self.hub.config().retry_ms));
             return Ok(());
         }
         if self.last.next() < page.first_retained && self.last < page.last_id {
@@ -359,7 +448,7 @@ impl Subscription {
 
 /// The pause before a client comes back after a shutdown, with jitter so
 /// that a restart does not bring every browser back in the same millisecond.
-fn shutdown_retry(retry_ms: u64) -> u64 {
+pub fn shutdown_retry(retry_ms: u64) -> u64 {
     use rand::Rng;
     rand::rng().random_range(retry_ms..=retry_ms.saturating_mul(4).max(retry_ms))
 }
@@ -367,22 +456,22 @@ fn shutdown_retry(retry_ms: u64) -> u64 {
 /// A subscriber's place under the limits (node and stream), taken before
 /// anything else so that concurrent subscribers cannot overshoot a limit;
 /// given back when dropped.
-struct Slot {
+pub struct Place {
     hub: Hub,
     name: StreamName,
     channel: Arc<Channel>,
 }
 
-impl Slot {
+impl Place {
     /// Takes a place, or `None` when a limit is reached.
-    fn take(hub: &Hub, name: &StreamName) -> Option<(Slot, Seen)> {
+    fn take(hub: &Hub, name: &StreamName) -> Option<(Place, Seen)> {
         if !hub.take_place() {
             return None;
         }
         let channel = hub.channel(name);
         match channel.join(hub.config().max_subscribers_per_stream) {
             Some(seen) => Some((
-                Slot {
+                Place {
                     hub: hub.clone(),
                     name: name.clone(),
                     channel,
@@ -398,7 +487,7 @@ impl Slot {
     }
 }
 
-impl Drop for Slot {
+impl Drop for Place {
     fn drop(&mut self) {
         if self.channel.leave() == 0 {
             self.channel.stop_following();

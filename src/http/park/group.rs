@@ -1,0 +1,258 @@
+//! A stream's parked subscribers at the live edge, and the one writer task
+//! that serves them all.
+//!
+//! The writer follows the stream with one [`Cursor`]. For each piece it
+//! gets (a batch of events, a keep-alive, a reset, "come back later") it
+//! frames the bytes once and writes them to every member with one
+//! non-blocking `write`. A member whose write would block (or takes only
+//! part of the bytes) leaves the group with what is left to write, for a
+//! drain task of its own ([`super::drain`]); it comes back when it is at
+//! the live edge again.
+//!
+//! Joining is exact: a subscriber joins only when its position equals the
+//! writer's, which the writer moves forward under the same lock as it
+//! takes the members for a write. So no member misses a batch or gets one
+//! twice. The writer stops when its last member is gone; the next
+//! subscriber at the live edge starts another.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{drain, lock, wire, ParkedConn, Parking};
+use crate::http::sse::encode_out;
+use crate::hub::{shutdown_retry, Cursor, Out};
+use crate::ids::{EventId, StreamName};
+use crate::sse::encode_retry;
+
+/// One stream's group: its members and where its writer stands.
+pub(super) struct Group {
+    name: StreamName,
+    state: Mutex<State>,
+    /// A member is gone: the writer drops those that are.
+    gone: Notify,
+    /// The writer moved on (a subscriber ahead of it waits for this).
+    progress: Notify,
+}
+
+struct State {
+    members: Vec<Arc<ParkedConn>>,
+    /// The last event id written to every member.
+    at: EventId,
+    /// Whether a writer task runs.
+    running: bool,
+    /// The earliest token expiry among the members.
+    next_expiry: Option<Instant>,
+}
+
+/// What a subscriber at the live edge finds when it tries to join.
+pub(super) enum Join {
+    /// It is a member now.
+    Joined,
+    /// The writer is ahead: there is more to send before it can join.
+    Behind,
+    /// The writer has not reached it yet: wait for its progress.
+    Ahead(Arc<Group>),
+}
+
+impl Group {
+    pub(super) fn member_gone(&self) {
+        self.gone.notify_one();
+    }
+
+    /// Waits until the writer has moved on.
+    pub(super) async fn progressed(&self) {
+        self.progress.notified().await;
+    }
+}
+
+impl Parking {
+    /// Adds `conn`, whose subscription `cursor` is at the live edge, to its
+    /// stream's group, starting the group's writer if none runs.
+    pub(super) fn join(&self, conn: &Arc<ParkedConn>, cursor: &Cursor) -> Join {
+        let mut groups = lock(&self.inner.groups);
+        let group = groups
+            .entry(cursor.stream().clone())
+            .or_insert_with(|| {
+                Arc::new(Group {
+                    name: cursor.stream().clone(),
+                    state: Mutex::new(State {
+                        members: Vec::new(),
+                        at: cursor.last(),
+                        running: false,
+                        next_expiry: None,
+                    }),
+                    gone: Notify::new(),
+                    progress: Notify::new(),
+                })
+            })
+            .clone();
+        let mut state = lock(&group.state);
+        if !state.running {
+            state.running = true;
+            state.at = cursor.last();
+            tokio::spawn(write(self.clone(), group.clone(), cursor.at(cursor.last())));
+        } else if state.at > cursor.last() {
+            return Join::Behind;
+        } else if state.at < cursor.last() {
+            drop(state);
+            return Join::Ahead(group);
+        }
+        state.members.push(conn.clone());
+        if let Some(t) = conn.expires {
+            state.next_expiry = Some(state.next_expiry.map_or(t, |e| e.min(t)));
+        }
+        *lock(&conn.group) = Arc::downgrade(&group);
+        Join::Joined
+    }
+
+    /// Stops `group`'s writer if it has no member left; true when stopped.
+    fn stop_if_empty(&self, group: &Arc<Group>) -> bool {
+        let mut groups = lock(&self.inner.groups);
+        let mut state = lock(&group.state);
+        if !state.members.is_empty() {
+            return false;
+        }
+        state.running = false;
+        if groups.get(&group.name).is_some_and(|g| Arc::ptr_eq(g, group)) {
+            groups.remove(&group.name);
+        }
+        true
+    }
+}
+
+/// The writer of `group`: see the module docs.
+async fn write(parking: Parking, group: Arc<Group>, mut cursor: Cursor) {
+    loop {
+        let expiry = lock(&group.state).next_expiry;
+        let out = tokio::select! {
+            out = cursor.next() => out,
+            _ = group.gone.notified() => {
+                lock(&group.state).members.retain(|m| !m.is_gone());
+                if parking.stop_if_empty(&group) {
+                    return;
+                }
+                continue;
+            }
+            _ = sleep_until(expiry) => {
+                expire(&group);
+                if parking.stop_if_empty(&group) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(out) = out else {
+            // The stream is over (its end was written to every member).
+            let members = std::mem::take(&mut lock(&group.state).members);
+            for m in members {
+                m.finish(b"");
+            }
+            if parking.stop_if_empty(&group) {
+                return;
+            }
+            continue;
+        };
+        let members = {
+            let mut state = lock(&group.state);
+            state.at = cursor.last();
+            std::mem::take(&mut state.members)
+        };
+        let kept = send(&parking, &cursor, out, members);
+        {
+            let mut state = lock(&group.state);
+            let joined = std::mem::replace(&mut state.members, kept);
+            state.members.extend(joined);
+            state.next_expiry = state.members.iter().filter_map(|m| m.expires).min();
+        }
+        group.progress.notify_waiters();
+        if parking.stop_if_empty(&group) {
+            return;
+        }
+    }
+}
+
+/// Writes `out` to `members`; returns those still at the writer's position.
+fn send(
+    parking: &Parking,
+    cursor: &Cursor,
+    out: Out,
+    members: Vec<Arc<ParkedConn>>,
+) -> Vec<Arc<ParkedConn>> {
+    if let Out::Close(_) = out {
+        // Come back later, each after its own jittered pause.
+        for m in members {
+            m.finish(&encode_retry(shutdown_retry(parking.retry_ms())));
+        }
+        return Vec::new();
+    }
+    let count = match &out {
+        Out::Events { count, .. } => *count,
+        _ => 0,
+    };
+    let frame = wire::chunk(&encode_out(out));
+    let mut kept = Vec::with_capacity(members.len());
+    let mut written = 0u64;
+    for m in members {
+        if m.is_gone() {
+            continue;
+        }
+        match m.tcp().try_write(&frame) {
+            Ok(n) if n == frame.len() => {
+                written += 1;
+                kept.push(m);
+            }
+            Ok(n) => {
+                written += 1;
+                slow(parking, m, cursor, frame.slice(n..));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                written += 1;
+                slow(parking, m, cursor, frame.clone());
+            }
+            Err(_) => m.gone(),
+        }
+    }
+    cursor.count(count * written);
+    kept
+}
+
+/// Hands a member whose socket is full to a drain task of its own, with
+/// `pending` still to write.
+fn slow(parking: &Parking, member: Arc<ParkedConn>, cursor: &Cursor, pending: Bytes) {
+    *lock(&member.group) = std::sync::Weak::new();
+    let at = cursor.at(cursor.last());
+    tokio::spawn(drain::run(parking.clone(), member, at, Some(pending)));
+}
+
+/// Ends the streams of members whose token has expired: a comment saying
+/// why and a `retry:`, so the client comes back with a fresh token.
+fn expire(group: &Group) {
+    let now = Instant::now();
+    let mut state = lock(&group.state);
+    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.members)
+        .into_iter()
+        .partition(|m| m.expires.is_some_and(|t| t <= now));
+    state.members = kept;
+    state.next_expiry = state.members.iter().filter_map(|m| m.expires).min();
+    drop(state);
+    for m in gone {
+        m.finish(&expired_tail(m.inner.retry_ms));
+    }
+}
+
+/// What a stream whose token expired ends with.
+pub(super) fn expired_tail(retry_ms: u64) -> Vec<u8> {
+    let mut tail = b": token expired\n".to_vec();
+    tail.extend_from_slice(&encode_retry(retry_ms));
+    tail
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
