@@ -14,6 +14,9 @@ pub const CONNECTIONS: &str = "rill_connections";
 pub const CONNECTIONS_DROPPED: &str = "rill_connections_dropped_total";
 /// Subscribers streaming now, all streams.
 pub const SUBSCRIBERS: &str = "rill_subscribers";
+/// Of those, the ones on parked HTTP/1.1 connections (rill's own delivery
+/// path), and not on a task of hyper's.
+pub const PARKED: &str = "rill_parked_subscribers";
 /// Events appended to streams.
 pub const EVENTS_PUBLISHED: &str = "rill_events_published_total";
 /// Events written to subscribers (replayed or live).
@@ -127,6 +130,10 @@ fn register() {
         "Connections closed by rill before a request, by reason"
     );
     describe_gauge!(SUBSCRIBERS, "Subscribers streaming now, all streams");
+    describe_gauge!(
+        PARKED,
+        "Subscribers on parked HTTP/1.1 connections (rill's own delivery path)"
+    );
     describe_counter!(EVENTS_PUBLISHED, "Events appended to streams");
     describe_counter!(EVENTS_DELIVERED, "Events written to subscribers");
     describe_counter!(RESUMES, "Subscriptions that resumed after an id");
@@ -151,7 +158,7 @@ fn register() {
         GENERATIONS_LOST,
         "Generations ended by this node because their node was gone"
     );
-    for name in [CONNECTIONS, SUBSCRIBERS, GENERATIONS_ACTIVE] {
+    for name in [CONNECTIONS, SUBSCRIBERS, PARKED, GENERATIONS_ACTIVE] {
         metrics::gauge!(name).increment(0.0);
     }
     for name in [

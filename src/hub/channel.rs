@@ -227,15 +227,6 @@ impl Channel {
         }
     }
 
-    /// Whether [`Channel::look`] would find something for a subscriber at
-    /// `last` now, without taking it.
-    pub fn has_news(&self, last: EventId, seen: &Seen) -> bool {
-        let ring = self.lock();
-        ring.retry_later > seen.retry_later
-            || ring.keepalive > seen.keepalive
-            || ring.events.back().is_some_and(|e| e.id > last)
-    }
-
     /// What there is for a subscriber at `last` now, without waiting.
     pub fn look(&self, last: EventId, seen: &mut Seen) -> Option<Delivery> {
         let ring = self.lock();

@@ -35,7 +35,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use channel::{Channel, Delivery, Live, RingLimits, Seen};
-pub use subscription::{shutdown_retry, Cursor, Out, Reset, Resume, Subscribe, Subscription, Place};
+pub use subscription::{
+    shutdown_retry, Cursor, Out, Place, Reset, Resume, Step, Subscribe, Subscription,
+};
 
 use crate::ids::{EventId, StreamName};
 use crate::sse::EventType;

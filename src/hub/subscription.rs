@@ -102,6 +102,17 @@ pub enum Out {
     Close(u64),
 }
 
+/// Where a cursor stands, from [`Cursor::ready`].
+#[derive(Debug)]
+pub enum Step {
+    /// This is next to send.
+    Out(Out),
+    /// Everything up to the live edge is sent.
+    Live,
+    /// The stream is over.
+    End,
+}
+
 /// A live subscription; see the module docs.
 pub struct Subscription {
     cursor: Cursor,
@@ -286,17 +297,6 @@ impl Cursor {
         self.ended
     }
 
-    /// Whether there is nothing to send until something new happens: the
-    /// opening and any replay are sent, and the ring has nothing after
-    /// `last` (and no signal) yet.
-    pub fn at_live_edge(&self) -> bool {
-        self.prelude.is_empty()
-            && self.backlog.is_empty()
-            && self.caught_up
-            && !self.ended
-            && !self.channel.has_news(self.last, &self.seen)
-    }
-
     /// Counts `n` events written to subscribers of this stream.
     pub fn count(&self, n: u64) {
         self.channel.delivered.fetch_add(n, Ordering::Relaxed);
@@ -305,27 +305,41 @@ impl Cursor {
     /// The next piece to send; `None` when the stream is over. Deliveries
     /// are not counted here: whoever writes them counts them.
     pub async fn next(&mut self) -> Option<Out> {
+        match self.step(true).await {
+            Step::Out(out) => Some(out),
+            Step::End | Step::Live => None,
+        }
+    }
+
+    /// Like [`Cursor::next`], but rather than wait for live events it says
+    /// [`Step::Live`]: everything up to the live edge is sent, and the next
+    /// thing to send is whatever the stream gets next.
+    pub async fn ready(&mut self) -> Step {
+        self.step(false).await
+    }
+
+    async fn step(&mut self, wait: bool) -> Step {
         loop {
             if let Some(out) = self.prelude.pop_front() {
-                return Some(out);
+                return Step::Out(out);
             }
             if self.ended {
-                return None;
+                return Step::End;
             }
             if !self.backlog.is_empty() {
                 let (bytes, count) = self.take_backlog();
-                return Some(Out::Events { bytes, count });
+                return Step::Out(Out::Events { bytes, count });
             }
             if !self.caught_up {
                 if self.hub.shutdown().is_cancelled() {
                     // The shutdown signal may have passed while we read the
                     // store, or been sent before we joined the ring.
-                    return Some(self.shut_down());
+                    return Step::Out(self.shut_down());
                 }
                 if let Err(e) = self.fill_backlog().await {
                     tracing::warn!(stream = %self.name, error = %e, "replay failed; closing");
                     self.ended = true;
-                    return Some(Out::Close(self.hub.config().retry_ms));
+                    return Step::Out(Out::Close(self.hub.config().retry_ms));
                 }
                 continue;
             }
@@ -336,20 +350,27 @@ impl Cursor {
                 self.backlog = VecDeque::new();
                 self.prelude = VecDeque::new();
             }
-            match self.channel.next(self.last, &mut self.seen).await {
-                Delivery::RetryLater => return Some(self.shut_down()),
-                Delivery::KeepAlive => return Some(Out::KeepAlive),
+            let delivery = if wait {
+                self.channel.next(self.last, &mut self.seen).await
+            } else {
+                match self.channel.look(self.last, &mut self.seen) {
+                    Some(d) => d,
+                    None => return Step::Live,
+                }
+            };
+            match delivery {
+                Delivery::RetryLater => return Step::Out(self.shut_down()),
+                Delivery::KeepAlive => return Step::Out(Out::KeepAlive),
                 Delivery::Lagged => {
                     // Fell out of the ring: catch up from the store.
                     metrics::counter!(m::SLOW_CATCHUPS).increment(1);
                     self.caught_up = false;
                 }
-                Delivery::Events { terminal: true, .. } if self.hub.shutdown().is_cancelled() =>
-                {
+                Delivery::Events { terminal: true, .. } if self.hub.shutdown().is_cancelled() => {
                     // A generation ended by this very shutdown: the client is
                     // told to come back rather than that the answer is done,
                     // whichever of the two signals reached the ring first.
-                    return Some(self.shut_down());
+                    return Step::Out(self.shut_down());
                 }
                 Delivery::Events {
                     bytes,
@@ -358,7 +379,7 @@ impl Cursor {
                     terminal,
                 } => {
                     self.moved(last, terminal);
-                    return Some(Out::Events { bytes, count });
+                    return Step::Out(Out::Events { bytes, count });
                 }
             }
         }

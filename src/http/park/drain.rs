@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::group::{expired_tail, Join};
 use super::{wire, ParkedConn, Parking};
 use crate::http::sse::encode_out;
-use crate::hub::{Cursor, Out};
+use crate::hub::{Cursor, Out, Step};
 
 /// Serves `conn` from `cursor`, first writing `pending`, until it joins its
 /// group or its stream ends.
@@ -33,10 +33,21 @@ pub(super) async fn run(
         if conn.is_gone() {
             return;
         }
-        if cursor.at_live_edge() {
-            match parking.join(&conn, &cursor) {
+        let step = tokio::select! {
+            step = cursor.ready() => step,
+            _ = expiry(&conn) => {
+                conn.finish(&expired_tail(parking.retry_ms()));
+                return;
+            }
+        };
+        let out = match step {
+            Step::Out(out) => out,
+            Step::End => {
+                conn.finish(b"");
+                return;
+            }
+            Step::Live => match parking.join(&conn, &cursor) {
                 Join::Joined => return,
-                Join::Behind => {}
                 Join::Ahead(group) => {
                     tokio::select! {
                         _ = group.progressed() => {}
@@ -44,18 +55,16 @@ pub(super) async fn run(
                     }
                     continue;
                 }
-            }
-        }
-        let next = tokio::select! {
-            next = cursor.next() => next,
-            _ = expiry(&conn) => {
-                conn.finish(&expired_tail(parking.retry_ms()));
-                return;
-            }
-        };
-        let Some(out) = next else {
-            conn.finish(b"");
-            return;
+                // The writer has sent more than this subscriber has: wait
+                // for it in the ring (or the store).
+                Join::Behind => match cursor.next().await {
+                    Some(out) => out,
+                    None => {
+                        conn.finish(b"");
+                        return;
+                    }
+                },
+            },
         };
         if let Out::Events { count, .. } = &out {
             cursor.count(*count);

@@ -92,6 +92,7 @@ impl Parking {
     pub fn park(&self, conn: Connection, sub: Subscription, expires: Option<Instant>) {
         let (cursor, place) = sub.into_parts();
         self.inner.open.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(crate::metrics::PARKED).increment(1.0);
         let parked = Arc::new(ParkedConn {
             conn,
             gone: AtomicBool::new(false),
@@ -163,6 +164,7 @@ impl ParkedConn {
 
 impl Drop for ParkedConn {
     fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::PARKED).decrement(1.0);
         if self.inner.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.inner.all_closed.notify_waiters();
         }
