@@ -50,7 +50,9 @@ use activity::{Activity, Phase};
 use first::Prefixed;
 
 /// Which path serves HTTP/1.1 event streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
     /// rill's own: after the response head, the connection is parked and

@@ -447,7 +447,8 @@ impl Cursor {
             // past its `end`: its ids are no longer the ones we counted.
             // Close with a retry; the reconnect is answered with a reset.
             self.ended = true;
-            self.prelude.push_back(Out::Close(self.hub.config().retry_ms));
+            self.prelude
+                .push_back(Out::Close(self.hub.config().retry_ms));
             return Ok(());
         }
         if self.last.next() < page.first_retained && self.last < page.last_id {

@@ -97,7 +97,10 @@ impl Task {
                     }
                 }
             }
-            _ => self.serve(Prefixed::new(conn, buf.freeze()), deadline).await,
+            _ => {
+                self.serve(Prefixed::new(conn, buf.freeze()), deadline)
+                    .await
+            }
         }
     }
 
@@ -272,7 +275,10 @@ mod tests {
             }
             _ => unreachable!(),
         }
-        assert_eq!(kind("GET /v1/streams/news HTTP/1.1\r\nHost: x\r\n"), "partial");
+        assert_eq!(
+            kind("GET /v1/streams/news HTTP/1.1\r\nHost: x\r\n"),
+            "partial"
+        );
         for other in [
             "POST /v1/streams/news HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -116,7 +116,10 @@ impl Parking {
             return false;
         }
         state.running = false;
-        if groups.get(&group.name).is_some_and(|g| Arc::ptr_eq(g, group)) {
+        if groups
+            .get(&group.name)
+            .is_some_and(|g| Arc::ptr_eq(g, group))
+        {
             groups.remove(&group.name);
         }
         true

@@ -23,7 +23,7 @@ pub fn chunk(payload: &[u8]) -> Bytes {
         return Bytes::new();
     }
     let mut out = BytesMut::with_capacity(payload.len() + 12);
-    out.put_slice(format!("{:x}\r\n", payload.len()).as_bytes());
+    out.put_slice(format!("{:X}\r\n", payload.len()).as_bytes());
     out.put_slice(payload);
     out.put_slice(b"\r\n");
     out.freeze()
@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn chunks_and_heads() {
         assert_eq!(&chunk(b"hello")[..], b"5\r\nhello\r\n");
-        assert_eq!(&chunk(&[b'x'; 26])[..4], b"1a\r\n");
+        assert_eq!(&chunk(&[b'x'; 26])[..4], b"1A\r\n");
         assert!(chunk(b"").is_empty());
         let (parts, ()) = Response::builder()
             .status(StatusCode::OK)
