@@ -69,9 +69,15 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// Posts every event on its connection, not before its time; returns
-    /// how many were accepted and when the last answer came.
-    async fn run(&self, sources: Arc<Sources>, start: tokio::time::Instant) -> (usize, Instant) {
+    /// Posts every event on its connection, not before its time and not
+    /// after `deadline`; returns how many were accepted and when the last
+    /// answer came.
+    async fn run(
+        &self,
+        sources: Arc<Sources>,
+        start: tokio::time::Instant,
+        deadline: tokio::time::Instant,
+    ) -> (usize, Instant) {
         let mut tasks = Vec::with_capacity(self.conns);
         for c in 0..self.conns {
             let (sources, path) = (sources.clone(), self.path.clone());
@@ -88,10 +94,15 @@ impl Schedule {
                         &[("content-type", "text/plain")],
                         body.as_bytes(),
                     );
-                    match round_trip(&mut conn, &req).await {
-                        Ok(s) if (200..300).contains(&s) => ok += 1,
-                        Ok(s) => eprintln!("publish answered {s}"),
-                        Err(e) => {
+                    let answer = tokio::time::timeout_at(deadline, round_trip(&mut conn, &req));
+                    match answer.await {
+                        Err(_) => {
+                            eprintln!("publishing stopped at the deadline, after event {i}");
+                            break;
+                        }
+                        Ok(Ok(s)) if (200..300).contains(&s) => ok += 1,
+                        Ok(Ok(s)) => eprintln!("publish answered {s}"),
+                        Ok(Err(e)) => {
                             eprintln!("publish failed: {e}");
                             conn = sources.connect(addr).await?;
                         }
@@ -131,12 +142,15 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let open_deadline = Instant::now() + Duration::from_secs(120);
     let open = open_many(addr, &sub, n, sources.clone(), open_deadline).await;
     let held = open.len();
-    // Every subscriber may take until the last publish plus a minute; a
-    // peer that falls behind the schedule shows as delivered < expected.
+    // A peer that falls behind the schedule still gets its events
+    // published (its answers come late) until the schedule's time plus
+    // `--slack-secs`; readers stop there too, or after `--quiet-secs`
+    // without a byte. Events it never got or never delivered show as
+    // delivered < expected.
     let until = Until {
         deadline: tokio::time::Instant::now()
             + schedule.period * events as u32
-            + Duration::from_secs(60),
+            + Duration::from_secs(args.num("slack-secs", 300)?),
         quiet: Duration::from_secs(args.num("quiet-secs", 10)?),
     };
     let readers: Vec<_> = open
@@ -148,7 +162,11 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let (user0, sys0) = cpu_split(&pids);
     let start = Instant::now();
     let (published, published_at) = schedule
-        .run(sources, tokio::time::Instant::from_std(start))
+        .run(
+            sources,
+            tokio::time::Instant::from_std(start),
+            until.deadline,
+        )
         .await;
     let mut all = Vec::with_capacity(held * events);
     let mut last = start;
