@@ -1,15 +1,24 @@
-//! Scenario (b): fan-out. N subscribers on one stream; one publisher posts
-//! E events at R per second over one keep-alive connection, each carrying
+//! Scenarios (b) fan-out and (f) burst: N subscribers on one stream; events
+//! are posted on a fixed schedule (E events at R per second), each carrying
 //! its send time. Reports server CPU per delivered event (over the window
-//! from the first publish to the last delivery), delivery latency
-//! percentiles, and delivered vs expected.
+//! from the first publish to the last delivery), deliveries per server
+//! CPU-second, delivery latency percentiles, and delivered vs expected.
+//!
+//! One keep-alive publisher connection waits for each answer before the
+//! next request, which holds 10 events/s easily. At a burst's 1,000/s the
+//! answer to one publish can take longer than the 1 ms between events, so
+//! `--pub-conns K` spreads the schedule over K connections (event i goes
+//! on connection i mod K, not before its time); the achieved publish rate
+//! is reported beside the schedule's.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpStream;
 
 use crate::idle::open_many;
-use crate::net::{read_lines_until, request, round_trip};
+use crate::net::{read_lines_until, request, round_trip, Sources, Until};
 use crate::procfs::cpu_split;
 use crate::stats::Report;
 use crate::Args;
@@ -21,90 +30,167 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Reads one subscription until `expected` benchmark events arrived or the
-/// deadline passed; returns each event's latency in µs.
-async fn read_events(
-    mut s: TcpStream,
-    first: Vec<u8>,
-    expected: usize,
-    deadline: tokio::time::Instant,
-) -> Vec<u64> {
-    let mut lat = Vec::with_capacity(expected);
-    read_lines_until(&mut s, &first, expected, deadline, |l| {
+/// What one subscriber saw: each event's latency (µs) and when the last
+/// one arrived.
+struct Seen {
+    latencies: Vec<u64>,
+    last: Option<Instant>,
+}
+
+/// Reads one subscription until `expected` benchmark events arrived or
+/// `until` says stop.
+async fn read_events(mut s: TcpStream, first: Vec<u8>, expected: usize, until: Until) -> Seen {
+    let mut latencies = Vec::with_capacity(expected);
+    let mut last = None;
+    read_lines_until(&mut s, &first, expected, until, |l| {
         // Data is "b <seq> <send-µs>".
         let sent = l
             .strip_prefix(b"data: b ")
             .and_then(|rest| std::str::from_utf8(rest).ok())
             .and_then(|r| r.split(' ').nth(1))
             .and_then(|t| t.parse::<u64>().ok());
-        sent.map(|sent| lat.push(now_us().saturating_sub(sent)))
-            .is_some()
+        if let Some(sent) = sent {
+            latencies.push(now_us().saturating_sub(sent));
+            last = Some(Instant::now());
+        }
+        sent.is_some()
     })
     .await;
-    lat
+    Seen { latencies, last }
+}
+
+/// The publishing side of a run.
+struct Schedule {
+    addr: SocketAddr,
+    path: String,
+    events: usize,
+    period: Duration,
+    conns: usize,
+}
+
+impl Schedule {
+    /// Posts every event on its connection, not before its time and not
+    /// after `deadline`; returns how many were accepted and when the last
+    /// answer came.
+    async fn run(
+        &self,
+        sources: Arc<Sources>,
+        start: tokio::time::Instant,
+        deadline: tokio::time::Instant,
+    ) -> (usize, Instant) {
+        let mut tasks = Vec::with_capacity(self.conns);
+        for c in 0..self.conns {
+            let (sources, path) = (sources.clone(), self.path.clone());
+            let (addr, events, period, conns) = (self.addr, self.events, self.period, self.conns);
+            tasks.push(tokio::spawn(async move {
+                let mut conn = sources.connect(addr).await?;
+                let mut ok = 0;
+                for i in (c..events).step_by(conns) {
+                    tokio::time::sleep_until(start + period * i as u32).await;
+                    let body = format!("b {i} {}", now_us());
+                    let req = request(
+                        "POST",
+                        &path,
+                        &[("content-type", "text/plain")],
+                        body.as_bytes(),
+                    );
+                    let answer = tokio::time::timeout_at(deadline, round_trip(&mut conn, &req));
+                    match answer.await {
+                        Err(_) => {
+                            eprintln!("publishing stopped at the deadline, after event {i}");
+                            break;
+                        }
+                        Ok(Ok(s)) if (200..300).contains(&s) => ok += 1,
+                        Ok(Ok(s)) => eprintln!("publish answered {s}"),
+                        Ok(Err(e)) => {
+                            eprintln!("publish failed: {e}");
+                            conn = sources.connect(addr).await?;
+                        }
+                    }
+                }
+                Ok::<_, std::io::Error>(ok)
+            }));
+        }
+        let mut published = 0;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(ok)) => published += ok,
+                Ok(Err(e)) => eprintln!("publisher stopped: {e}"),
+                Err(e) => eprintln!("publisher panicked: {e}"),
+            }
+        }
+        (published, Instant::now())
+    }
 }
 
 pub async fn run(args: &Args) -> std::io::Result<()> {
     let addr = args.addr()?;
     let sub = args.get("sub", "/sub");
-    let publish = args.get("pub", "/pub");
     let pids = args.pids()?;
     let n = args.num("n", 1000)? as usize;
     let events = args.num("events", 100)? as usize;
     let rate = args.num("rate", 10)?.max(1);
     let sources = args.sources()?;
+    let schedule = Schedule {
+        addr,
+        path: args.get("pub", "/pub"),
+        events,
+        period: Duration::from_micros(1_000_000 / rate),
+        conns: args.num("pub-conns", 1)?.clamp(1, 64) as usize,
+    };
 
     let open_deadline = Instant::now() + Duration::from_secs(120);
     let open = open_many(addr, &sub, n, sources.clone(), open_deadline).await;
     let held = open.len();
-    // Every subscriber may take until the last publish plus this long; a
-    // peer that falls behind the schedule shows as delivered < expected.
-    let period = Duration::from_micros(1_000_000 / rate);
-    let read_deadline =
-        tokio::time::Instant::now() + period * events as u32 + Duration::from_secs(60);
+    // A peer that falls behind the schedule still gets its events
+    // published (its answers come late) until the schedule's time plus
+    // `--slack-secs`; readers stop there too, or after `--quiet-secs`
+    // without a byte. Events it never got or never delivered show as
+    // delivered < expected.
+    let until = Until {
+        deadline: tokio::time::Instant::now()
+            + schedule.period * events as u32
+            + Duration::from_secs(args.num("slack-secs", 300)?),
+        quiet: Duration::from_secs(args.num("quiet-secs", 10)?),
+    };
     let readers: Vec<_> = open
         .into_iter()
-        .map(|(s, first)| tokio::spawn(read_events(s, first, events, read_deadline)))
+        .map(|(s, first)| tokio::spawn(read_events(s, first, events, until)))
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (user0, sys0) = cpu_split(&pids);
     let start = Instant::now();
-    let mut conn = sources.connect(addr).await?;
-    let mut ticks = tokio::time::interval(period);
-    let mut published = 0;
-    for i in 0..events {
-        ticks.tick().await;
-        let body = format!("b {i} {}", now_us());
-        let req = request(
-            "POST",
-            &publish,
-            &[("content-type", "text/plain")],
-            body.as_bytes(),
-        );
-        match round_trip(&mut conn, &req).await {
-            Ok(s) if (200..300).contains(&s) => published += 1,
-            Ok(s) => eprintln!("publish answered {s}"),
-            Err(e) => {
-                eprintln!("publish failed: {e}");
-                conn = sources.connect(addr).await?;
-            }
-        }
-    }
+    let (published, published_at) = schedule
+        .run(
+            sources,
+            tokio::time::Instant::from_std(start),
+            until.deadline,
+        )
+        .await;
     let mut all = Vec::with_capacity(held * events);
+    let mut last = start;
     for r in readers {
-        if let Ok(lat) = r.await {
-            all.extend(lat);
+        if let Ok(seen) = r.await {
+            all.extend(seen.latencies);
+            last = last.max(seen.last.unwrap_or(start));
         }
     }
-    let wall = start.elapsed().as_secs_f64();
     let (user1, sys1) = cpu_split(&pids);
     let (user, sys) = (user1 - user0, sys1 - sys0);
     let cpu = user + sys;
+    let wall = last.max(published_at).duration_since(start).as_secs_f64();
+    let publish_s = published_at.duration_since(start).as_secs_f64();
     let delivered = all.len();
-    Report::new("fanout", args)
+    Report::new(&args.get("scenario", "fanout"), args)
         .deliveries(held, held * events, delivered, cpu, wall)
         .num("published", published as f64)
+        .num("rate", rate as f64)
+        .num("publisher_connections", schedule.conns as f64)
+        .num(
+            "publish_rate_achieved",
+            published as f64 / publish_s.max(1e-3),
+        )
         .num("user_us_per_event", user * 1e6 / delivered.max(1) as f64)
         .num("sys_us_per_event", sys * 1e6 / delivered.max(1) as f64)
         .num("events_per_cpu_s", delivered as f64 / cpu.max(0.01))

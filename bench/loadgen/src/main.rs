@@ -2,11 +2,13 @@
 //! on stdout; `bench/run` starts the servers and collects the lines.
 //!
 //! ```text
-//! loadgen idle    --addr A --sub PATH --pids P[,P] --n N
+//! loadgen idle    --addr A --sub PATH --pids P[,P] --n N [--transport tls --ca CERT.pem | --transport h2c]
 //! loadgen fanout  --addr A --sub PATH --pub PATH --pids P --n N --events E --rate R
+//!                 [--pub-conns K] [--scenario burst]
 //! loadgen publish --addr A --pub PATH --pids P --conns C --secs S
 //! loadgen tokens  --addr A --pids P --n N --delay-ms D
 //! loadgen replay  --addr A --sub PATH?lastEventId=0 --pub PATH --pids P --n N --events E
+//! loadgen storm   --addr A --sub PATH --pub PATH --pids P --n N --events E [--id-field F]
 //! ```
 //! Every address must be in 127.0.0.0/8; every loop is bounded in count
 //! and in time.
@@ -17,7 +19,9 @@ mod net;
 mod procfs;
 mod replay;
 mod stats;
+mod storm;
 mod throughput;
+mod transport;
 
 use std::collections::HashMap;
 use std::io;
@@ -92,6 +96,7 @@ fn main() -> io::Result<()> {
             "publish" => throughput::publish(&args).await,
             "tokens" => throughput::tokens(&args).await,
             "replay" => replay::run(&args).await,
+            "storm" => storm::run(&args).await,
             other => Err(bad(&format!("mode {other:?}"))),
         }
     })

@@ -10,7 +10,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Round-robin source addresses 127.0.0.2 ..= 127.0.0.(1+count).
@@ -81,7 +81,7 @@ pub struct Head {
 }
 
 /// Reads a response head (at most 64 KiB).
-pub async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> io::Result<Head> {
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
@@ -121,6 +121,15 @@ pub async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head>
 /// Sends one request on a keep-alive connection and reads the whole
 /// response; returns its status.
 pub async fn round_trip(s: &mut TcpStream, req: &[u8]) -> io::Result<u16> {
+    Ok(exchange(s, req).await?.0)
+}
+
+/// Sends one request on a keep-alive connection and reads the whole
+/// response; returns its status and body (a chunked body keeps its framing).
+pub async fn exchange<S>(s: &mut S, req: &[u8]) -> io::Result<(u16, Vec<u8>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     s.write_all(req).await?;
     let mut buf = Vec::with_capacity(512);
     let head = read_head(s, &mut buf).await?;
@@ -133,7 +142,7 @@ pub async fn round_trip(s: &mut TcpStream, req: &[u8]) -> io::Result<u16> {
             None => true,
         };
         if done {
-            return Ok(head.status);
+            return Ok((head.status, body));
         }
         let n = s.read(&mut chunk).await?;
         if n == 0 {
@@ -170,14 +179,23 @@ impl Lines {
     }
 }
 
+/// When to stop reading an event stream: at `deadline`, or after `quiet`
+/// with no bytes (a peer that lost events would otherwise keep every
+/// reader waiting until the deadline).
+#[derive(Clone, Copy)]
+pub struct Until {
+    pub deadline: tokio::time::Instant,
+    pub quiet: std::time::Duration,
+}
+
 /// Reads an open event stream (`first`: its body bytes read with the
-/// head) until `counts` has accepted `want` lines or `deadline` passes;
+/// head) until `counts` has accepted `want` lines or `until` says stop;
 /// returns how many it accepted.
 pub async fn read_lines_until(
     s: &mut TcpStream,
     first: &[u8],
     want: usize,
-    deadline: tokio::time::Instant,
+    until: Until,
     mut counts: impl FnMut(&[u8]) -> bool,
 ) -> usize {
     let mut got = 0;
@@ -185,7 +203,10 @@ pub async fn read_lines_until(
     lines.feed(first, |l| got += usize::from(counts(l)));
     let mut buf = vec![0u8; 16 * 1024];
     while got < want {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        let stop = until
+            .deadline
+            .min(tokio::time::Instant::now() + until.quiet);
+        match tokio::time::timeout_at(stop, s.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => lines.feed(&buf[..n], |l| got += usize::from(counts(l))),
             _ => break,
         }

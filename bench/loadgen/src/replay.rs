@@ -7,20 +7,15 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use crate::idle::open_many;
-use crate::net::{read_lines_until, request, round_trip};
+use crate::net::{read_lines_until, request, round_trip, Until};
 use crate::procfs::cpu_seconds;
 use crate::stats::Report;
 use crate::Args;
 
 /// Reads one subscription until `expected` replayed events (data
 /// `r <seq> <pad>`) arrived or the deadline passed; returns how many did.
-async fn count_events(
-    mut s: TcpStream,
-    first: Vec<u8>,
-    expected: usize,
-    deadline: tokio::time::Instant,
-) -> usize {
-    read_lines_until(&mut s, &first, expected, deadline, |l| {
+async fn count_events(mut s: TcpStream, first: Vec<u8>, expected: usize, until: Until) -> usize {
+    read_lines_until(&mut s, &first, expected, until, |l| {
         l.starts_with(b"data: r ")
     })
     .await
@@ -53,10 +48,13 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
     let deadline = start + Duration::from_secs(120);
     let open = open_many(addr, &sub, n, sources, deadline).await;
     let held = open.len();
-    let read_deadline = tokio::time::Instant::from_std(deadline);
+    let until = Until {
+        deadline: tokio::time::Instant::from_std(deadline),
+        quiet: Duration::from_secs(args.num("quiet-secs", 10)?),
+    };
     let readers: Vec<_> = open
         .into_iter()
-        .map(|(s, first)| tokio::spawn(count_events(s, first, events, read_deadline)))
+        .map(|(s, first)| tokio::spawn(count_events(s, first, events, until)))
         .collect();
     let mut delivered = 0;
     for r in readers {

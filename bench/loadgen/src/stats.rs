@@ -18,11 +18,15 @@ pub struct Report {
 }
 
 impl Report {
-    /// A report for `scenario` against the peer named by `--peer`.
+    /// A report for `scenario` against the peer named by `--peer`, in the
+    /// cycle numbered by `--run` (bench/run's `--repeat`).
     pub fn new(scenario: &str, args: &crate::Args) -> Self {
         let mut r = Self::default();
         r.str("scenario", scenario)
             .str("peer", &args.get("peer", "?"));
+        if let Ok(run) = args.get("run", "").parse::<u64>() {
+            r.num("run", run as f64);
+        }
         r
     }
 
