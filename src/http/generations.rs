@@ -91,9 +91,11 @@ pub async fn create(
     };
     st.policy.apply(&mut request, &st.backend.default_model())?;
     let starter = starter(grant.as_deref(), peer.map(|Extension(ConnectInfo(a))| a));
-    let mut fingerprint = Fnv::default();
-    fingerprint.write(&body);
-    let key = idempotency_key(&headers, fingerprint.0)?;
+    let key = idempotency_key(&headers, || {
+        let mut fingerprint = Fnv::default();
+        fingerprint.write(&body);
+        fingerprint.0
+    })?;
     let started = st
         .generations
         .start(st.backend.clone(), request, &starter, key.as_ref())

@@ -68,25 +68,34 @@ pub fn router(state: AppState, view: ops::OpsView) -> Router {
         .max_event_bytes
         .saturating_mul(6)
         .saturating_add(64 * 1024);
+    // Event streams (`GET`) run in a span that names the stream for as long
+    // as they stream; other requests run in none: a span per request, even
+    // a disabled one, and the layer's per-request bookkeeping cost a fifth
+    // of a publish (see bench/RESULTS.md, publish).
+    let traced = || TraceLayer::new_for_http().make_span_with(request_span);
+    // Only the ops routes read the view: a layer on every route would cost
+    // every request an extension insert.
+    let viewed = || Extension(view);
     let mut app = Router::new();
     if view.operator_routes {
         app = app
             .route("/dashboard", get(demo::dashboard))
-            .route("/metrics", get(ops::metrics));
+            .route("/metrics", get(ops::metrics).layer(viewed()));
     }
     app.route("/", get(demo::index))
-        .route("/sse", get(demo::sse))
+        .route("/sse", get(demo::sse).layer(traced()))
         .route("/v1/streams", get(streams::list))
         .route(
             "/v1/streams/{name}",
             get(streams::subscribe)
+                .layer(traced())
                 .post(streams::publish)
                 .delete(streams::remove),
         )
         .route("/v1/generations", post(generations::create))
         .route("/v1/generations/{id}/cancel", post(generations::cancel))
-        .route("/healthz", get(ops::healthz))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/healthz", get(ops::healthz).layer(viewed()))
+        .route("/openapi.json", get(ops::openapi).layer(viewed()))
         // Innermost, so auth (a route layer added later) refuses a request
         // before its body is read. It reads a body in full under the
         // --body-read-timeout-secs deadline, and at most one byte past
@@ -95,9 +104,7 @@ pub fn router(state: AppState, view: ops::OpsView) -> Router {
             body_limit,
             body::read_within,
         ))
-        .layer(Extension(view))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
 

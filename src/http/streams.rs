@@ -140,7 +140,7 @@ pub async fn publish(
             .existing_channel(&name)
             .map_or(0, |c| c.subscriber_count())
     });
-    let key = idempotency_key(&headers, draft.fingerprint())?;
+    let key = idempotency_key(&headers, || draft.fingerprint())?;
     let appended = st.hub.publish(&name, &draft, key.as_ref()).await?;
     let id = appended.wire_id();
     let mut res = (StatusCode::CREATED, Json(Published { id })).into_response();
@@ -154,14 +154,14 @@ pub async fn publish(
 /// The request's `Idempotency-Key`, with the fingerprint of what it asks.
 pub fn idempotency_key(
     headers: &HeaderMap,
-    fingerprint: u64,
+    fingerprint: impl FnOnce() -> u64,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     raw.to_str()
         .ok()
-        .and_then(|k| IdempotencyKey::new(k, fingerprint))
+        .and_then(|k| IdempotencyKey::new(k, fingerprint()))
         .map(Some)
         .ok_or_else(|| {
             ApiError::BadRequest(
