@@ -146,8 +146,16 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
         },
         operator_routes: admin.is_none(),
     };
-    let app = secure(http::router(state, view), &args.security, retry_ms)?;
-    let opts = serve_options(&args)?;
+    let guard = guard(&args.security, retry_ms)?;
+    let front = http::accept::Front {
+        state: state.clone(),
+        guard: guard.clone(),
+        cors: !args.security.cors_origins.is_empty(),
+        body_limit: http::body_limit(state.max_event_bytes),
+    };
+    let app = secure(http::router(state, view), guard, &args.security)?;
+    let mut opts = serve_options(&args)?;
+    opts.front = Some(front);
     let drain = opts.drain;
     let public = http::accept::serve_with(listener, app, shutdown.clone(), opts);
     let served = tokio::select! {
@@ -205,24 +213,38 @@ async fn serve_admin(
 }
 
 /// Puts the auth guard (when a key is configured) and CORS around `app`.
-pub fn secure(app: Router, args: &SecurityArgs, retry_ms: u64) -> Result<Router, ServerError> {
-    let app = match args.key_source() {
-        Some(source) => {
-            let guard = http::auth::Guard {
-                verifier: Verifier::new(&source, args.auth_jwt_alg)?,
-                query_token_max: Duration::from_secs(args.auth_query_token_max_secs),
-                retry_ms,
-                origins: AllowedOrigins::new(&args.cors_origins),
-            };
+pub fn secure(
+    app: Router,
+    guard: Option<Arc<http::auth::Guard>>,
+    args: &SecurityArgs,
+) -> Result<Router, ServerError> {
+    let app = match guard {
+        Some(guard) => {
             tracing::info!("auth is on: stream routes need a JWT");
             app.route_layer(axum::middleware::from_fn_with_state(
-                Arc::new(guard),
+                guard,
                 http::auth::guard,
             ))
         }
         None => app,
     };
     Ok(http::cors::apply(app, &args.cors_origins)?)
+}
+
+/// The auth guard, when a key is configured.
+pub fn guard(
+    args: &SecurityArgs,
+    retry_ms: u64,
+) -> Result<Option<Arc<http::auth::Guard>>, ServerError> {
+    let Some(source) = args.key_source() else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(http::auth::Guard {
+        verifier: Verifier::new(&source, args.auth_jwt_alg)?,
+        query_token_max: Duration::from_secs(args.auth_query_token_max_secs),
+        retry_ms,
+        origins: AllowedOrigins::new(&args.cors_origins),
+    })))
 }
 
 fn serve_options(args: &ServeArgs) -> Result<ServeOptions, ServerError> {
@@ -242,6 +264,7 @@ fn serve_options(args: &ServeArgs) -> Result<ServeOptions, ServerError> {
         send_buffer_bytes: s.send_buffer_bytes,
         delivery: args.delivery,
         retry_ms: args.retry_ms,
+        front: None,
     })
 }
 

@@ -155,3 +155,98 @@ async fn odd_heads_get_the_same_answer_on_both_paths() {
     let refused = answers[0].iter().filter(|a| a.contains(" 400 ")).count();
     assert!(refused >= 4, "the odd ones are refused: {:?}", answers[0]);
 }
+
+#[tokio::test]
+async fn publishes_get_the_same_answers_on_both_paths() {
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+    let cases: [Case; 7] = [
+        ("ok", "hello", &[("content-type", "text/plain")]),
+        (
+            "ok",
+            r#"{"data": {"n": 1}, "event": "tick"}"#,
+            &[("content-type", "application/json")],
+        ),
+        (
+            "ok",
+            r#"{"data": "x", "event": "error"}"#,
+            &[("content-type", "application/json")],
+        ),
+        ("ok", "{broken", &[("content-type", "application/json")]),
+        ("-bad", "x", &[]),
+        ("gen-x", "x", &[]),
+        ("ok", "again", &[("idempotency-key", "has space")]),
+    ];
+    let mut answers = Vec::new();
+    for delivery in ["parked", "hyper"] {
+        let server = TestServer::start(&["--delivery", delivery, "--max-event-bytes", "1000"]);
+        let client = reqwest::Client::new();
+        let mut got = Vec::new();
+        for (stream, body, headers) in cases {
+            let mut req = client
+                .post(server.url(&format!("/v1/streams/{stream}")))
+                .body(body);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let v: serde_json::Value = res.json().await.unwrap_or_default();
+            // Ids differ by incarnation: compare their number only.
+            let shown = match v["id"].as_str() {
+                Some(id) => serde_json::json!({ "n": common::seq(id) }),
+                None => v,
+            };
+            got.push((status, shown));
+        }
+        let big = client
+            .post(server.url("/v1/streams/ok"))
+            .body("x".repeat(10_000))
+            .send()
+            .await
+            .unwrap();
+        got.push((big.status().as_u16(), serde_json::Value::Null));
+        answers.push(got);
+    }
+    assert_eq!(answers[0], answers[1], "parked vs hyper");
+    let statuses: Vec<u16> = answers[0].iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [201, 201, 400, 400, 400, 400, 400, 413]);
+}
+
+#[tokio::test]
+async fn a_connection_can_publish_and_subscribe_in_turn() {
+    let server = TestServer::start(&[]);
+    let mut s = connect(&server);
+    let raw = tokio::task::spawn_blocking(move || {
+        let one = exchange(
+            &mut s,
+            "POST /v1/streams/turns HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none",
+            "}",
+        );
+        let two = exchange(
+            &mut s,
+            "POST /v1/streams/turns HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo",
+            "}",
+        );
+        let sub = exchange(
+            &mut s,
+            "GET /v1/streams/turns?lastEventId=0 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "data: two",
+        );
+        (one, two, sub, s)
+    })
+    .await
+    .unwrap();
+    assert!(raw.0.starts_with("HTTP/1.1 201 "), "{}", raw.0);
+    assert!(raw.1.starts_with("HTTP/1.1 201 "), "{}", raw.1);
+    assert!(
+        raw.2.contains("data: one") && raw.2.contains("data: two"),
+        "{}",
+        raw.2
+    );
+    let text = common::metrics_text(&server.base).await;
+    assert_eq!(common::sample(&text, "rill_parked_subscribers"), Some(1.0));
+}

@@ -2,21 +2,14 @@
 //! with an error or become a draft whose event encodes to one event.
 #![no_main]
 
-use axum::http::{header, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use rill::http::streams::draft_from_body;
 use rill::sse::{encode_event, Parser};
 
 fuzz_target!(|input: (bool, &[u8])| {
     let (json, body) = input;
-    let mut headers = HeaderMap::new();
-    if json {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    let Ok(draft) = draft_from_body(&headers, body) else {
+    let content_type = json.then_some("application/json");
+    let Ok(draft) = draft_from_body(content_type, body) else {
         return;
     };
     let bytes = encode_event(Some("1"), draft.event_type.as_ref(), &draft.data);

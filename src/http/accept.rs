@@ -26,7 +26,8 @@
 //! whatever is still open.
 
 mod activity;
-mod first;
+mod front;
+mod publish;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -47,7 +48,8 @@ use super::listener::{self, Connection, PerIp};
 use super::park::Parking;
 use crate::metrics as m;
 use activity::{Activity, Phase};
-use first::Prefixed;
+use front::Prefixed;
+pub use publish::Front;
 
 /// Which path serves HTTP/1.1 event streams.
 #[derive(
@@ -87,6 +89,9 @@ pub struct ServeOptions {
     pub delivery: Delivery,
     /// The `retry:` base, for parked streams' jittered one at shutdown.
     pub retry_ms: u64,
+    /// What rill's own HTTP/1.1 front needs to answer publishes itself;
+    /// `None` leaves them to the router (they still work).
+    pub front: Option<Front>,
 }
 
 impl ServeOptions {
@@ -103,6 +108,7 @@ impl ServeOptions {
             send_buffer_bytes: 64 * 1024,
             delivery: Delivery::Parked,
             retry_ms: 2000,
+            front: None,
         }
     }
 }
@@ -141,6 +147,7 @@ pub async fn serve_with(
         body_read_timeout: opts.body_read_timeout,
         max_header_bytes: opts.max_header_bytes.max(8192),
         parking: parking.clone(),
+        front: opts.front.clone().filter(|_| parking.is_some()),
     });
     // The drain: every connection holds a receiver; at shutdown the sender
     // signals, then waits until every receiver is gone. hyper-util's
@@ -217,6 +224,8 @@ struct Shared {
     max_header_bytes: usize,
     /// Parked event streams, unless hyper serves them.
     parking: Option<Parking>,
+    /// Publishes answered by rill's own front.
+    front: Option<Front>,
 }
 
 /// One connection's work.
@@ -230,7 +239,7 @@ struct Task {
 impl Task {
     async fn plain(self, conn: Connection) {
         if self.shared.parking.is_some() {
-            return self.plain_first(conn).await;
+            return self.plain_front(conn).await;
         }
         let deadline = Instant::now() + self.shared.idle;
         self.serve(Prefixed::new(conn, bytes::Bytes::new()), deadline)

@@ -103,7 +103,7 @@ pub fn need(method: &Method, path: &str, name: Option<&str>) -> Need {
 
 /// How a valid token meets a route's need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub enum Access {
     /// Its rights cover the request.
     Granted,
     /// Only if its `sub` owns the generation, which the handler checks.
@@ -167,17 +167,20 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
                 .find(|(k, _)| *k == "name")
                 .map(|(_, v)| v.to_owned())
         });
-    let need = need(&parts.method, &route, name.as_deref());
-    if need == Need::Nothing {
-        return next.run(Request::from_parts(parts, body)).await;
-    }
-    let grant = match authenticate(&guard, &parts.method, &parts.headers, &parts.uri) {
-        Ok(g) => g,
+    let admitted = admit(
+        &guard,
+        &parts.method,
+        &route,
+        name.as_deref(),
+        &parts.headers,
+        &parts.uri,
+    );
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
         Err(e) => return refuse(e),
     };
-    let access = match decide(&need, &grant) {
-        Ok(a) => a,
-        Err(e) => return refuse(e),
+    let Some((grant, access)) = admitted else {
+        return next.run(Request::from_parts(parts, body)).await;
     };
     let deadline = grant.ends_at(Instant::now());
     let mut req = Request::from_parts(parts, body);
@@ -187,6 +190,28 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
     }
     let res = next.run(req).await;
     end_at_expiry(res, deadline, guard.retry_ms)
+}
+
+/// The guard's decision for a request to `route` (as routed, with its
+/// `name` parameter decoded): nothing needed (`None`), the token's grant
+/// and how it was admitted, or why not (answer it with [`refuse`]). Every path that
+/// serves a route asks here, the router's middleware and rill's own
+/// HTTP/1.1 front alike.
+pub fn admit(
+    guard: &Guard,
+    method: &Method,
+    route: &str,
+    name: Option<&str>,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<Option<(Grant, Access)>, AuthError> {
+    let need = need(method, route, name);
+    if need == Need::Nothing {
+        return Ok(None);
+    }
+    let grant = authenticate(guard, method, headers, uri)?;
+    let access = decide(&need, &grant)?;
+    Ok(Some((grant, access)))
 }
 
 /// Finds and checks the request's token; one from the cookie must also be
@@ -239,7 +264,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().trim_matches('"').to_owned())
 }
 
-fn refuse(e: AuthError) -> Response {
+/// The answer to a request the guard refused: `401` or `403`, with the
+/// `WWW-Authenticate` challenge.
+pub fn refuse(e: AuthError) -> Response {
     let (status, kind) = match e {
         AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         AuthError::Csrf(_) => (StatusCode::FORBIDDEN, "csrf"),

@@ -61,13 +61,7 @@ pub struct AppState {
 /// whether it serves `/metrics` and `/dashboard` (answered `404` when the
 /// admin listener has them).
 pub fn router(state: AppState, view: ops::OpsView) -> Router {
-    // Bodies may be JSON-escaped (up to 6 bytes per byte of data), so the
-    // byte limit on the wire is wider than the limit on data, which the
-    // handler checks exactly and answers with 413.
-    let body_limit = state
-        .max_event_bytes
-        .saturating_mul(6)
-        .saturating_add(64 * 1024);
+    let body_limit = body_limit(state.max_event_bytes);
     // Event streams (`GET`) run in a span that names the stream for as long
     // as they stream; other requests run in none: a span per request, even
     // a disabled one, and the layer's per-request bookkeeping cost a fifth
@@ -106,6 +100,14 @@ pub fn router(state: AppState, view: ops::OpsView) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The largest request body accepted on the wire. Bodies may be
+/// JSON-escaped (up to 6 bytes per byte of data), so it is wider than the
+/// limit on data (`max_event_bytes`), which the handler checks exactly and
+/// answers with 413.
+pub fn body_limit(max_event_bytes: usize) -> usize {
+    max_event_bytes.saturating_mul(6).saturating_add(64 * 1024)
 }
 
 /// The admin listener's routes: `/metrics` with per-stream series,

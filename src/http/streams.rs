@@ -14,7 +14,7 @@ use crate::auth::{Grant, Right};
 use crate::generation::{Generations, GENERATION_PREFIX};
 use crate::ids::{EventId, StreamName};
 use crate::sse::EventType;
-use crate::store::{Draft, IdempotencyKey, StreamInfo};
+use crate::store::{Appended, Draft, IdempotencyKey, StreamInfo};
 
 /// Event types rill itself sends, and `error`, which `EventSource` fires
 /// for its own connection failures: publishers cannot use them.
@@ -122,8 +122,37 @@ pub async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let key = headers.get(IDEMPOTENCY_KEY).map(HeaderValue::as_bytes);
+    let appended = publish_event(&st, name, content_type, key, &body).await?;
+    let mut res = (
+        StatusCode::CREATED,
+        Json(Published {
+            id: appended.wire_id(),
+        }),
+    )
+        .into_response();
+    if appended.record.is_none() {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(res)
+}
+
+/// A publish, from what the request says: the stream's name as routed, its
+/// content type, its `Idempotency-Key` header, and its body. The one
+/// publish, whichever HTTP path the request came by.
+pub async fn publish_event(
+    st: &AppState,
+    name: String,
+    content_type: Option<&str>,
+    key: Option<&[u8]>,
+    body: &[u8],
+) -> Result<Appended, ApiError> {
     let name = stream_name(name)?;
-    let draft = draft_from_body(&headers, &body)?;
+    let draft = draft_from_body(content_type, body)?;
     if draft.data.len() > st.max_event_bytes {
         return Err(ApiError::TooLarge {
             size: draft.data.len(),
@@ -140,15 +169,24 @@ pub async fn publish(
             .existing_channel(&name)
             .map_or(0, |c| c.subscriber_count())
     });
-    let key = idempotency_key(&headers, || draft.fingerprint())?;
-    let appended = st.hub.publish(&name, &draft, key.as_ref()).await?;
-    let id = appended.wire_id();
-    let mut res = (StatusCode::CREATED, Json(Published { id })).into_response();
-    if appended.record.is_none() {
-        res.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(res)
+    let key = match key {
+        None => None,
+        Some(raw) => Some(checked_key(raw, draft.fingerprint())?),
+    };
+    Ok(st.hub.publish(&name, &draft, key.as_ref()).await?)
+}
+
+/// An `Idempotency-Key` header's value, checked.
+fn checked_key(raw: &[u8], fingerprint: u64) -> Result<IdempotencyKey, ApiError> {
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|k| IdempotencyKey::new(k, fingerprint))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)"
+                    .into(),
+            )
+        })
 }
 
 /// The request's `Idempotency-Key`, with the fingerprint of what it asks.
@@ -156,19 +194,10 @@ pub fn idempotency_key(
     headers: &HeaderMap,
     fingerprint: impl FnOnce() -> u64,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    raw.to_str()
-        .ok()
-        .and_then(|k| IdempotencyKey::new(k, fingerprint()))
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)"
-                    .into(),
-            )
-        })
+    match headers.get(IDEMPOTENCY_KEY) {
+        None => Ok(None),
+        Some(raw) => checked_key(raw.as_bytes(), fingerprint()).map(Some),
+    }
 }
 
 /// Checks that a generation's stream exists and that `grant` (with auth
@@ -209,10 +238,8 @@ pub async fn check_generation(
 }
 
 /// Reads a publish body: JSON when the content type says so, else text.
-pub fn draft_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Draft, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+pub fn draft_from_body(content_type: Option<&str>, body: &[u8]) -> Result<Draft, ApiError> {
+    let is_json = content_type
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| {
             let m = m.trim().to_ascii_lowercase();
