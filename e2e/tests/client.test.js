@@ -5,6 +5,8 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
 const { after, before, test } = require('node:test');
 const { PATIENCE_MS, launchBrowser, seedAnswer, startRill } = require('../support/rill');
 
@@ -68,6 +70,20 @@ test('the module is served with its types', { timeout: 30_000 }, async () => {
   const dts = await fetch(`${rill.base}/rill.d.ts`);
   assert.equal(dts.status, 200);
   assert.match(await dts.text(), /export declare function generate/);
+});
+
+test('the five lines of HTML in the README show the answer', { timeout: 60_000 }, async () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const html = readme.match(/```html\n([\s\S]*?from '\/rill\.js'[\s\S]*?)```/)?.[1];
+  assert.ok(html, 'the README has an HTML example that imports /rill.js');
+  assert.equal(html.trim().split('\n').length, 5);
+  const context = await browser.newContext();
+  const { page } = await blankPage(context);
+  await page.setContent(html);
+  const expected = seedAnswer();
+  await page.waitForFunction((n) => document.getElementById('out').textContent.length >= n, expected.length, { timeout: PATIENCE_MS });
+  assert.equal(await page.locator('#out').textContent(), expected);
+  await context.close();
 });
 
 test('a reload resumes after the last id handled, showing each event once', { timeout: 60_000 }, async () => {
