@@ -227,7 +227,10 @@ class Follow {
   setState(s) {
     if (s === this.state || this.outcome) return;
     this.state = s;
-    if (s === 'open') this.backoff = BACKOFF_MS[0];
+    if (s === 'open') {
+      this.backoff = BACKOFF_MS[0];
+      this.tickets = 0;
+    }
     call(this.h.status, s);
     if (this.holder) this.relay({ t: 'state', s });
   }

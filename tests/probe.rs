@@ -194,9 +194,15 @@ async fn nginx_that_buffers_whatever_rill_says_fails() {
         report["main"]["flush_bytes"].as_u64().is_some(),
         "{report:#}"
     );
-    assert_eq!(report["main"]["keepalives"]["kind"], "held_back", "{report:#}");
+    assert_eq!(
+        report["main"]["keepalives"]["kind"], "held_back",
+        "{report:#}"
+    );
     let said = report["verdict"]["findings"].to_string();
     assert!(said.contains("events are buffered"), "{said}");
-    assert!(said.contains("the first event, sent at once, waited"), "{said}");
+    assert!(
+        said.contains("the first event, sent at once, waited"),
+        "{said}"
+    );
     assert_eq!(code, 1);
 }
