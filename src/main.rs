@@ -21,6 +21,14 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Tail(args)) => Ok(runtime.block_on(rill::cli::tail::run(args))?),
         Some(Command::Generate(args)) => Ok(runtime.block_on(rill::cli::generate::run(args))?),
+        Some(Command::Probe(args)) => {
+            let level = runtime.block_on(rill::cli::probe::run(args))?;
+            // A failing verdict is a failing command, for scripts and CI.
+            if level == rill::cli::probe::verdict::Level::Fail {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Some(Command::Config(args)) => {
             args.validate()?;
             print!("{}", args.to_toml()?);

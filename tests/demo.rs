@@ -73,7 +73,7 @@ async fn answer_is_exact_one_event_per_token_then_done() {
     assert_eq!(c.status, 200);
     let h = &c.headers;
     assert_eq!(h["content-type"], "text/event-stream; charset=utf-8");
-    assert_eq!(h["cache-control"], "no-cache");
+    assert_eq!(h["cache-control"], "no-cache, no-transform");
     assert_eq!(h["x-accel-buffering"], "no");
     let events = c.collect(WAIT).await;
     assert!(c.closed, "the stream closes after done");

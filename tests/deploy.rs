@@ -5,9 +5,10 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::nginx::Nginx;
 use common::{publish, SseClient, TestServer};
 
 fn repo(path: &str) -> PathBuf {
@@ -95,83 +96,12 @@ fn systemd_unit_verifies_and_its_command_starts_rill() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM lets the master stop its workers; SIGKILL would orphan them.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn start_nginx(upstream: &str) -> (Nginx, u16) {
-    let dir = temp_dir("nginx");
-    let port = free_port();
-    let site =
-        std::fs::read_to_string(repo("deploy/nginx-rill.conf")).expect("deploy/nginx-rill.conf");
-    assert!(site.contains("server 127.0.0.1:8080;") && site.contains("listen 80;"));
-    let site = site
-        .replace("127.0.0.1:8080", upstream)
-        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
-    std::fs::write(dir.join("rill.conf"), site).expect("write site");
-    let d = dir.display();
-    let main = format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           include {d}/rill.conf;\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), main).expect("write nginx.conf");
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx must be installed (scripts/test installs it)");
-    (Nginx { child, dir }, port)
-}
-
 #[tokio::test]
 async fn nginx_example_config_passes_events_through_without_buffering() {
     let server = TestServer::start(&[]);
     let upstream = server.base.trim_start_matches("http://").to_owned();
-    let (nginx, port) = start_nginx(&upstream);
-    let proxied = format!("http://127.0.0.1:{port}");
-    // Wait until nginx answers.
-    let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{proxied}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "nginx did not start; see {}", nginx.dir.display());
+    let nginx = Nginx::start(&upstream, |site| site).await;
+    let proxied = nginx.base.clone();
     let mut sub = SseClient::open(&format!("{proxied}/v1/streams/via-nginx"), &[]).await;
     assert_eq!(sub.status, 200);
     assert_eq!(

@@ -1,6 +1,7 @@
 // The chat on `/`: a prompt streams its answer, model output is shown as
 // text and never as markup, a reload mid-answer resumes the same answer
-// exactly once, and Stop cancels the generation.
+// exactly once (asking the server only for what came after), and Stop
+// cancels the generation.
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -82,9 +83,14 @@ test('a reload mid-answer resumes and shows the whole answer exactly once', { ti
   await waitForText(page, '#chat-answer', 40);
   const partial = await page.locator('#chat-answer').textContent();
 
+  const reads = [];
+  page.on('request', (r) => { if (new URL(r.url()).pathname === `/v1/streams/gen-${id}`) reads.push(r.url()); });
   await page.reload();
   assert.equal(new URL(page.url()).searchParams.get('g'), id, 'the URL keeps the generation');
   await waitForState(page, '#chat-status', 'done');
+  // The tab kept what it had shown: it asked only for what came after.
+  assert.equal(reads.length, 1, `${reads}`);
+  assert.match(new URL(reads[0]).searchParams.get('lastEventId'), new RegExp(`^${id}\\.[1-9]\\d*$`));
 
   const expected = seedAnswer();
   assert.ok(partial.length < expected.length, 'the reload came mid-answer');

@@ -1,11 +1,12 @@
-//! Client commands: `rill publish`, `rill tail` and `rill generate`, for
-//! using rill from a shell.
+//! Client commands: `rill publish`, `rill tail`, `rill generate` and
+//! `rill probe`, for using rill from a shell.
 //!
 //! They talk to a server over plain HTTP like any other client, carry a
 //! token when auth is on, and say what to do when the server refuses them.
 
 pub mod generate;
 mod print;
+pub mod probe;
 pub mod publish;
 pub mod tail;
 

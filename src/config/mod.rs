@@ -56,6 +56,8 @@ pub enum Command {
     Tail(crate::cli::tail::TailArgs),
     /// Start a generation and print its answer as it streams.
     Generate(crate::cli::generate::GenerateArgs),
+    /// Check that events reach browsers as rill sends them, through a proxy or CDN.
+    Probe(crate::cli::probe::ProbeArgs),
     /// Print the effective configuration (flags > RILL_* env > --config file > defaults) as TOML.
     Config(ServeArgs),
 }

@@ -88,7 +88,11 @@ pub fn need(method: &Method, path: &str, name: Option<&str>) -> Need {
     let owner_or = |need| Need::OwnerOr(Box::new(need));
     let generation = name.starts_with(GENERATION_PREFIX);
     match (path, method) {
-        ("/" | "/sse" | "/healthz" | "/metrics" | "/openapi.json", _) => Need::Nothing,
+        (
+            "/" | "/sse" | "/rill.js" | "/rill.d.ts" | "/v1/probe" | "/healthz" | "/metrics"
+            | "/openapi.json",
+            _,
+        ) => Need::Nothing,
         ("/v1/streams/{name}", &Method::GET | &Method::HEAD) if generation => {
             owner_or(stream(Right::Subscribe))
         }
@@ -393,7 +397,16 @@ mod tests {
         for (method, path, name, want) in cases {
             assert_eq!(need(method, path, name), want, "{method} {path} {name:?}");
         }
-        for open in ["/", "/sse", "/healthz", "/metrics", "/openapi.json"] {
+        for open in [
+            "/",
+            "/sse",
+            "/rill.js",
+            "/rill.d.ts",
+            "/v1/probe",
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+        ] {
             assert_eq!(need(&Method::GET, open, None), Need::Nothing, "{open}");
         }
     }

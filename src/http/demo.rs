@@ -191,14 +191,20 @@ fn jitter(retry_ms: u64) -> u64 {
 }
 
 /// A viewer's place under the node's subscriber limit, given back when the
-/// connection ends.
-struct Place {
+/// connection ends (also taken by `/v1/probe`).
+pub(super) struct Place {
     hub: Hub,
 }
 
 impl Place {
-    fn take(hub: &Hub) -> Option<Place> {
+    /// A place, unless the node has `--max-subscribers` already.
+    pub(super) fn take(hub: &Hub) -> Option<Place> {
         hub.take_place().then(|| Place { hub: hub.clone() })
+    }
+
+    /// The hub the place is held in.
+    pub(super) fn hub(&self) -> &Hub {
+        &self.hub
     }
 }
 

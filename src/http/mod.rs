@@ -2,7 +2,9 @@
 //!
 //! One file per route group: [`demo`] (the seed's page and `/sse`),
 //! [`streams`] (publish, subscribe, list, delete), [`generations`] (model
-//! back-ends), [`ops`] (health, metrics, OpenAPI). [`sse`] turns a
+//! back-ends), [`ops`] (health, metrics, OpenAPI), [`client`] (the
+//! browser module `/rill.js`), [`probe`] (a known schedule of events for
+//! `rill probe`). [`sse`] turns a
 //! subscription into a response; [`error`] maps every error to a status in
 //! one place.
 //!
@@ -13,6 +15,7 @@
 pub mod accept;
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod cors;
 pub mod demo;
 pub mod error;
@@ -20,6 +23,7 @@ pub mod generations;
 pub mod listener;
 pub mod ops;
 pub mod park;
+pub mod probe;
 pub mod sse;
 pub mod streams;
 pub mod tls;
@@ -78,6 +82,9 @@ pub fn router(state: AppState, view: ops::OpsView) -> Router {
     }
     app.route("/", get(demo::index))
         .route("/sse", get(demo::sse).layer(traced()))
+        .route("/rill.js", get(client::script))
+        .route("/rill.d.ts", get(client::types))
+        .route("/v1/probe", get(probe::probe).layer(traced()))
         .route("/v1/streams", get(streams::list))
         .route(
             "/v1/streams/{name}",

@@ -67,6 +67,9 @@ impl OpsView {
         super::demo::index,
         super::demo::dashboard,
         super::demo::sse,
+        super::client::script,
+        super::client::types,
+        super::probe::probe,
         super::streams::subscribe,
         super::streams::publish,
         super::streams::list,
@@ -86,6 +89,7 @@ impl OpsView {
         super::generations::Cancelled,
         crate::generation::Started,
         crate::backend::Message,
+        super::probe::Plan,
     ))
 )]
 pub struct ApiDoc;

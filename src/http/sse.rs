@@ -76,11 +76,16 @@ pub fn accepts_event_stream(accept: &str) -> bool {
     })
 }
 
-/// Sets the headers of an event stream.
+/// Sets the headers of an event stream. `no-transform` asks proxies and
+/// CDNs not to compress or rewrite it: a compressor holds events back
+/// until its block fills.
 pub fn stream_headers(res: &mut Response) {
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 

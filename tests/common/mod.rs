@@ -4,6 +4,7 @@
 
 pub mod fake_model;
 pub mod jwt;
+pub mod nginx;
 pub mod secure;
 
 use std::io::{BufRead, BufReader};

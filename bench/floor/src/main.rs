@@ -32,7 +32,7 @@ use std::thread;
 /// path sends apart from its `date`.
 const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
 content-type: text/event-stream; charset=utf-8\r\n\
-cache-control: no-cache\r\n\
+cache-control: no-cache, no-transform\r\n\
 transfer-encoding: chunked\r\n\r\n";
 const CREATED: &[u8] = b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n";
 const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
