@@ -2,9 +2,12 @@
 //!
 //! Starting a generation creates a stream `gen-<id>` whose event ids carry
 //! the prefix `<id>` on the wire, owned by the `sub` that started it, and a
-//! task that reads the back-end's tokens and publishes each as a `message`
-//! event, then `event: done` (or `event: failed`) as the terminal event
-//! (see [`run`]). Browsers read the stream, so they can leave and come back.
+//! task that reads the back-end's chunks and publishes each as a typed
+//! event — text as plain `message` events, reasoning, tool calls, usage —
+//! then `event: done` (or `event: failed`) as the terminal event (see
+//! [`run`], and [`events`] for the vocabulary). Browsers read the stream, so
+//! they can leave and come back; the OpenAI-shaped routes read the same
+//! stream and translate it.
 //!
 //! Starting is bounded: at most `--max-generations` run on a node and at
 //! most `--max-generations-per-sub` for one subject (or, without auth, one
@@ -17,6 +20,7 @@
 //!
 //! With a shared store the owner also holds a lease; see [`lease`].
 
+pub mod events;
 pub mod lease;
 pub mod policy;
 mod run;
@@ -88,6 +92,16 @@ impl Started {
             fresh,
         })
     }
+}
+
+/// Whether a generation stops when nobody listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Cancelled once nobody has listened for `--generation-grace`.
+    Listened,
+    /// Runs to its end whoever listens (a background response): readers
+    /// come back later for it.
+    Detached,
 }
 
 /// Who starts a generation.
@@ -168,6 +182,7 @@ impl Generations {
         request: GenerateRequest,
         starter: &Starter,
         key: Option<&IdempotencyKey>,
+        lifetime: Lifetime,
     ) -> Result<Started, StartError> {
         let mut id = new_id();
         if let Some(key) = key {
@@ -207,7 +222,7 @@ impl Generations {
         let this = self.clone();
         let name = started.stream_name.clone();
         self.tracker.spawn(async move {
-            this.run(backend, request, &name, cancel).await;
+            this.run(backend, request, &name, cancel, lifetime).await;
             this.lock().remove(&id);
             metrics::gauge!(m::GENERATIONS_ACTIVE).decrement(1.0);
         });

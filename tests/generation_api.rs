@@ -80,9 +80,11 @@ async fn accept_event_stream_answers_with_the_stream_itself() {
     let mut parser = Parser::default();
     parser.feed(&raw).unwrap();
     let events: Vec<_> = std::iter::from_fn(|| parser.next_event()).collect();
-    assert_eq!(events.len(), 70);
+    // 69 tokens, the usage the model reported, and the end.
+    assert_eq!(events.len(), 71);
     assert_eq!(events[0].last_event_id, format!("{id}.1"));
-    assert_eq!(events[69].last_event_id, format!("{id}.70"));
+    assert_eq!(events[69].event_type, "usage");
+    assert_eq!(events[70].last_event_id, format!("{id}.71"));
     let (text, end) = split_generation(events);
     assert_eq!(text, seed_text());
     assert_eq!(end.event_type, "done");
@@ -91,9 +93,10 @@ async fn accept_event_stream_answers_with_the_stream_itself() {
     let url = server.url(&format!("/v1/streams/gen-{id}"));
     let mut late = SseClient::open(&url, &[("last-event-id", &format!("{id}.68"))]).await;
     let tail = late.collect(WAIT).await;
-    assert_eq!(tail.len(), 2);
+    assert_eq!(tail.len(), 3);
     assert_eq!(tail[0].data, ".");
-    assert_eq!(tail[1].event_type, "done");
+    assert_eq!(tail[1].event_type, "usage");
+    assert_eq!(tail[2].event_type, "done");
 }
 
 #[tokio::test]
@@ -108,7 +111,9 @@ async fn bad_requests_are_400_with_a_reason() {
         r#"{"prompt": "   "}"#,
         r#"{"messages": []}"#,
         r#"{"prompt": 7}"#,
-        r#"{"messages": [{"role": "user"}]}"#,
+        r#"{"messages": [{"content": "no role"}]}"#,
+        r#"{"prompt": "hi", "tools": [{"type": "web_search"}]}"#,
+        r#"{"prompt": "hi", "tool_choice": "sometimes"}"#,
         r#"{"prompt": "hi", "temperature": 0.5}"#,
         r#"{"prompt": "hi", "options": [1]}"#,
     ];

@@ -101,7 +101,8 @@ async fn metrics_list_every_name_with_sensible_values() {
     assert_eq!(c.take(4, WAIT).await[0].event_type, "reset");
     let mut demo = SseClient::open(&server.url("/sse"), &[]).await;
     assert_eq!(demo.collect(WAIT).await.len(), 70);
-    // A generation read to its end: 70 events published and delivered.
+    // A generation read to its end: 71 events published and delivered
+    // (69 tokens, the usage the model reported, done).
     let res = reqwest::Client::new()
         .post(server.url("/v1/generations"))
         .header("accept", "text/event-stream")
@@ -109,7 +110,7 @@ async fn metrics_list_every_name_with_sensible_values() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.text().await.unwrap().matches("\nid: ").count(), 70);
+    assert_eq!(res.text().await.unwrap().matches("\nid: ").count(), 71);
     let _ = reqwest::get(server.url("/v1/streams/-bad")).await.unwrap();
 
     let text = common::metrics_text(&server.base).await;
@@ -119,11 +120,11 @@ async fn metrics_list_every_name_with_sensible_values() {
             "{name} missing from\n{text}"
         );
     }
-    // 5 published + 70 by the generation; the demo publishes nothing (it
+    // 5 published + 71 by the generation; the demo publishes nothing (it
     // plays the recording).
-    assert_eq!(sample(&text, "rill_events_published_total"), 75.0);
-    // 3 replayed + 70 of the demo + 70 of the generation.
-    assert_eq!(sample(&text, "rill_events_delivered_total"), 143.0);
+    assert_eq!(sample(&text, "rill_events_published_total"), 76.0);
+    // 3 replayed + 70 of the demo + 71 of the generation.
+    assert_eq!(sample(&text, "rill_events_delivered_total"), 144.0);
     assert_eq!(sample(&text, "rill_resumes_total"), 1.0);
     assert_eq!(sample(&text, r#"rill_resets_total{reason="expired"}"#), 1.0);
     assert_eq!(
@@ -158,6 +159,11 @@ async fn openapi_lists_every_route() {
         ("/v1/streams/{name}", "delete"),
         ("/v1/generations", "post"),
         ("/v1/generations/{id}/cancel", "post"),
+        ("/v1/chat/completions", "post"),
+        ("/v1/responses", "post"),
+        ("/v1/responses/{id}", "get"),
+        ("/v1/responses/{id}/cancel", "post"),
+        ("/v1/models", "get"),
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
@@ -172,7 +178,7 @@ async fn openapi_lists_every_route() {
             "{method} {path} has no responses"
         );
     }
-    assert_eq!(paths.len(), 13, "no route left out or invented");
+    assert_eq!(paths.len(), 18, "no route left out or invented");
     // Schemas the operations refer to exist.
     let text = doc.to_string();
     for reference in text.split("#/components/schemas/").skip(1) {

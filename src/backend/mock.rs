@@ -4,7 +4,10 @@
 //! Ollama's `/api/generate` stream) is compiled into the binary and parsed at
 //! start-up. Prompts about the planets get that answer; any other prompt gets
 //! a deterministic answer built from the prompt, so demos and tests never
-//! need a model server.
+//! need a model server. It reasons and calls tools on request too; see
+//! [`agent`].
+
+mod agent;
 
 use std::time::Duration;
 
@@ -81,32 +84,39 @@ impl MockBackend {
         prompt.is_empty() || prompt.to_lowercase().contains("planet")
     }
 
-    /// The tokens and finish for `prompt`.
-    pub fn answer(&self, request: &GenerateRequest) -> (Vec<String>, Finish) {
-        if Self::knows(request) {
-            return self.seed_answer();
+    /// The chunks before the end, and the end, for `request`: reasoning
+    /// when the prompt asks the model to think, then a tool call when the
+    /// request offers a tool, else the answer in text.
+    pub fn answer(&self, request: &GenerateRequest) -> (Vec<Chunk>, Finish) {
+        let mut chunks: Vec<Chunk> = Vec::new();
+        if agent::thinks(request) {
+            chunks.extend(agent::reasoning(request).into_iter().map(Chunk::Reasoning));
         }
         let prompt = request.prompt_text();
-        let model = self.model_for(request);
-        let text = format!(
-            "You asked: \"{}\". This is rill's mock model. It answers every prompt it does not know with this text, word by word, so the page can be tried without a model server.",
-            prompt.trim()
-        );
-        let mut tokens = Vec::new();
-        for (i, word) in text.split(' ').enumerate() {
-            tokens.push(if i == 0 {
-                word.to_owned()
-            } else {
-                format!(" {word}")
-            });
-        }
-        let finish = Finish {
-            model,
-            done_reason: "stop".to_owned(),
-            prompt_tokens: Some(prompt.split_whitespace().count() as u64),
-            completion_tokens: Some(tokens.len() as u64),
+        let prompt_tokens = Some(prompt.split_whitespace().count() as u64);
+        let (text, finish) = if let Some(call) = agent::tool_call(request) {
+            chunks.push(Chunk::ToolCall(call));
+            (Vec::new(), None)
+        } else if let Some(result) = agent::tool_result(request) {
+            (agent::after_tool(&result), None)
+        } else if Self::knows(request) {
+            let (tokens, finish) = self.seed_answer();
+            (tokens, Some(finish))
+        } else {
+            let text = format!(
+                "You asked: \"{}\". This is rill's mock model. It answers every prompt it does not know with this text, word by word, so the page can be tried without a model server.",
+                prompt.trim()
+            );
+            (agent::words(&text), None)
         };
-        (tokens, finish)
+        chunks.extend(text.into_iter().map(Chunk::Token));
+        let finish = finish.unwrap_or_else(|| Finish {
+            model: self.model_for(request),
+            done_reason: "stop".to_owned(),
+            prompt_tokens,
+            completion_tokens: Some(chunks.len() as u64),
+        });
+        (chunks, finish)
     }
 
     /// The recorded answer's tokens and finish.
@@ -145,11 +155,10 @@ impl Backend for MockBackend {
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<TokenStream, BackendError> {
-        let (tokens, finish) = self.answer(request);
+        let (chunks, finish) = self.answer(request);
         let delay = self.delay;
-        let chunks = tokens
+        let chunks = chunks
             .into_iter()
-            .map(Chunk::Token)
             .chain(std::iter::once(Chunk::Done(finish)));
         Ok(Box::pin(stream::unfold(
             (chunks, true),
@@ -210,6 +219,13 @@ mod tests {
         let (a, _) = mock.answer(&req);
         let (b, _) = mock.answer(&req);
         assert_eq!(a, b);
-        assert!(a.concat().contains("hello there"));
+        let text: String = a
+            .iter()
+            .map(|c| match c {
+                Chunk::Token(t) => t.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert!(text.contains("hello there"));
     }
 }

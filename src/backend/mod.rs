@@ -1,11 +1,16 @@
-//! Model back-ends: a prompt in, a stream of tokens out.
+//! Model back-ends: a prompt in, a stream of typed pieces out.
 //!
-//! A [`Backend`] turns a [`GenerateRequest`] into a [`TokenStream`]. The
-//! generation runner (`crate::generation`) writes the tokens into a stream,
-//! so what a model says is resumable by every browser that reads it.
-//! Dropping the token stream drops the upstream request: that is how a
-//! cancelled generation stops costing tokens.
+//! A [`Backend`] turns a [`GenerateRequest`] into a [`TokenStream`] of
+//! [`Chunk`]s: text, reasoning text, whole tool calls, and the end. The
+//! generation runner (`crate::generation`) writes them into a stream, so
+//! what a model says is resumable by every browser that reads it. Each
+//! back-end reads its own wire (Ollama's NDJSON, OpenAI's event stream) into
+//! these same chunks; fragments of a tool call are joined here, at the
+//! edge, so nothing downstream sees half a call. Dropping the token stream
+//! drops the upstream request: that is how a cancelled generation stops
+//! costing tokens.
 
+pub mod chat;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
@@ -15,16 +20,8 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
 
-/// One chat message.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Message {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The text.
-    pub content: String,
-}
+pub use chat::{Message, Tool, ToolCall, ToolChoice};
 
 /// What to generate.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +38,11 @@ pub struct GenerateRequest {
     /// Most tokens the model may generate; each back-end sends it in its
     /// own field (`num_predict`, `max_tokens`).
     pub max_output_tokens: Option<u64>,
+    /// Functions the model may call.
+    pub tools: Vec<Tool>,
+    /// Whether and which tool the model must call; the model decides when
+    /// `None`.
+    pub tool_choice: Option<ToolChoice>,
 }
 
 impl GenerateRequest {
@@ -56,6 +58,25 @@ impl GenerateRequest {
             .find(|m| m.role == "user")
             .map(|m| m.content.clone())
             .unwrap_or_default()
+    }
+
+    /// The tools the model may call: none when `tool_choice` is `none`.
+    pub fn offered_tools(&self) -> &[Tool] {
+        if self.tool_choice == Some(ToolChoice::None) {
+            &[]
+        } else {
+            &self.tools
+        }
+    }
+
+    /// The conversation: the messages, or the prompt as one user message.
+    pub fn conversation(&self) -> Vec<Message> {
+        self.messages.clone().unwrap_or_else(|| {
+            vec![Message::text(
+                "user",
+                self.prompt.clone().unwrap_or_default(),
+            )]
+        })
     }
 }
 
@@ -77,6 +98,11 @@ pub struct Finish {
 pub enum Chunk {
     /// Text to show.
     Token(String),
+    /// Reasoning text (a thinking model's chain of thought), before the
+    /// answer.
+    Reasoning(String),
+    /// One whole tool call.
+    ToolCall(ToolCall),
     /// The end, with the model's summary.
     Done(Finish),
 }

@@ -1,24 +1,33 @@
 //! The `ollama` back-end: Ollama's native streaming API.
 //!
-//! A request with `messages` goes to `POST /api/chat`, one with a `prompt`
-//! to `POST /api/generate`, both with `"stream": true`. Ollama answers with
-//! NDJSON: one JSON object per line, the text in `message.content` (chat) or
-//! `response` (generate), and a last object with `"done": true`,
-//! `done_reason`, `prompt_eval_count` and `eval_count`. An object with an
-//! `error` field is an error Ollama hit while generating. The body is split
-//! into lines as it arrives, so each token is published the moment Ollama
-//! sends it. (A server that ignores `stream` and answers one JSON object
-//! still works: that object is a last line with the whole text.)
+//! A request with `messages` or tools goes to `POST /api/chat`, one with a
+//! bare `prompt` to `POST /api/generate`, both with `"stream": true`. Ollama
+//! answers with NDJSON: one JSON object per line, the text in
+//! `message.content` (chat) or `response` (generate), reasoning in
+//! `thinking`, whole tool calls in `message.tool_calls`, and a last object
+//! with `"done": true`, `done_reason`, `prompt_eval_count` and
+//! `eval_count`; [`line`] reads one line. The body is split into lines as
+//! it arrives, so each token is published the moment Ollama sends it. (A
+//! server that ignores `stream` and answers one JSON object still works:
+//! that object is a last line with the whole text.)
+//!
+//! Ollama's message shape differs from rill's in two ways the request
+//! translates: a call's arguments are a JSON object (rill's are a JSON value
+//! already), and a tool result names its tool (`tool_name`), found from the
+//! call it answers.
+
+mod line;
 
 use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
 use reqwest::Client;
-use serde::Deserialize;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
+use super::chat::tool_name_of;
 use super::upstream::{self, BaseUrl};
-use super::{Backend, BackendError, Chunk, Finish, GenerateRequest, TokenStream};
+use super::{Backend, BackendError, GenerateRequest, Message, TokenStream};
+use line::parse_line;
 
 /// Ollama's usual address.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:11434";
@@ -52,15 +61,21 @@ impl OllamaBackend {
             "model": self.model_for(request),
             "stream": true,
         });
-        let path = match &request.messages {
-            Some(messages) => {
-                body["messages"] = serde_json::json!(messages);
-                "/api/chat"
+        let tools = request.offered_tools();
+        let path = if request.messages.is_some() || !tools.is_empty() {
+            let messages = request.conversation();
+            let wire: Vec<serde_json::Value> = messages
+                .iter()
+                .map(|m| chat_message(m, &messages))
+                .collect();
+            body["messages"] = wire.into();
+            if !tools.is_empty() {
+                body["tools"] = tools.iter().map(|t| t.chat_json()).collect();
             }
-            None => {
-                body["prompt"] = request.prompt.clone().unwrap_or_default().into();
-                "/api/generate"
-            }
+            "/api/chat"
+        } else {
+            body["prompt"] = request.prompt.clone().unwrap_or_default().into();
+            "/api/generate"
         };
         let mut options = request.options.clone();
         if let Some(n) = request.max_output_tokens {
@@ -73,73 +88,26 @@ impl OllamaBackend {
     }
 }
 
-/// One line of `/api/chat` or `/api/generate`.
-#[derive(Debug, Default, Deserialize)]
-struct Line {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    message: Option<LineMessage>,
-    #[serde(default)]
-    response: Option<String>,
-    #[serde(default)]
-    done: bool,
-    #[serde(default)]
-    done_reason: Option<String>,
-    #[serde(default)]
-    prompt_eval_count: Option<u64>,
-    #[serde(default)]
-    eval_count: Option<u64>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct LineMessage {
-    #[serde(default)]
-    content: String,
-}
-
-/// The chunks one NDJSON line stands for: none (blank line), a token, the
-/// end (preceded by its token if the last line carries text), or an error.
-fn parse_line(line: &str) -> Vec<Result<Chunk, BackendError>> {
-    if line.trim().is_empty() {
-        return Vec::new();
+/// `m` as Ollama's `/api/chat` reads it; `all` is the conversation, where
+/// a tool result's tool name is found.
+fn chat_message(m: &Message, all: &[Message]) -> serde_json::Value {
+    let mut wire = serde_json::json!({ "role": m.role, "content": m.content });
+    if !m.tool_calls.is_empty() {
+        wire["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(
+                |c| serde_json::json!({ "function": { "name": c.name, "arguments": c.arguments } }),
+            )
+            .collect();
     }
-    let parsed: Line = match serde_json::from_str(line) {
-        Ok(l) => l,
-        Err(e) => {
-            let start: String = line.chars().take(80).collect();
-            return vec![Err(BackendError::Protocol(format!(
-                "not an Ollama JSON line ({e}): {start}"
-            )))];
+    if let Some(id) = &m.tool_call_id {
+        wire["tool_call_id"] = id.clone().into();
+        if let Some(name) = m.name.as_deref().or_else(|| tool_name_of(all, id)) {
+            wire["tool_name"] = name.into();
         }
-    };
-    if let Some(error) = parsed.error {
-        let text = match error {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        return vec![Err(BackendError::Upstream(text))];
     }
-    let text = parsed
-        .message
-        .map(|m| m.content)
-        .or(parsed.response)
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    if !text.is_empty() {
-        out.push(Ok(Chunk::Token(text)));
-    }
-    if parsed.done {
-        out.push(Ok(Chunk::Done(Finish {
-            model: parsed.model.unwrap_or_default(),
-            done_reason: parsed.done_reason.unwrap_or_else(|| "stop".to_owned()),
-            prompt_tokens: parsed.prompt_eval_count,
-            completion_tokens: parsed.eval_count,
-        })));
-    }
-    out
+    wire
 }
 
 #[async_trait]
@@ -183,32 +151,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chat_and_generate_lines_parse() {
-        let chat = r#"{"model":"llama3.1","created_at":"2024-08-29T05:10:21Z","message":{"role":"assistant","content":" Mars"},"done":false}"#;
-        assert_eq!(
-            parse_line(chat).pop().unwrap().unwrap(),
-            Chunk::Token(" Mars".into())
-        );
-        let last = r#"{"model":"llama3.1","created_at":"x","response":"","done":true,"done_reason":"length","prompt_eval_count":26,"eval_count":9}"#;
-        let Chunk::Done(f) = parse_line(last).pop().unwrap().unwrap() else {
-            panic!("not done")
-        };
-        assert_eq!(f.done_reason, "length");
-        assert_eq!((f.prompt_tokens, f.completion_tokens), (Some(26), Some(9)));
-        assert!(parse_line("  ").is_empty());
-    }
-
-    #[test]
-    fn errors_and_garbage_are_errors() {
-        let e = parse_line(r#"{"error":"model 'x' not found"}"#)
-            .pop()
-            .unwrap();
-        assert_eq!(e.unwrap_err().kind(), "upstream");
-        let e = parse_line("<html>").pop().unwrap();
-        assert_eq!(e.unwrap_err().kind(), "protocol");
-    }
-
-    #[test]
     fn messages_go_to_chat_and_options_pass_through() {
         let b = OllamaBackend::new(
             Client::new(),
@@ -218,10 +160,7 @@ mod tests {
         let mut options = serde_json::Map::new();
         options.insert("temperature".into(), 0.2.into());
         let req = GenerateRequest {
-            messages: Some(vec![super::super::Message {
-                role: "user".into(),
-                content: "hi".into(),
-            }]),
+            messages: Some(vec![Message::text("user", "hi")]),
             options,
             ..Default::default()
         };
@@ -231,5 +170,57 @@ mod tests {
         assert_eq!(body["stream"], true);
         assert_eq!(body["options"]["temperature"], 0.2);
         assert_eq!(body["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn tools_and_tool_turns_translate() {
+        let b = OllamaBackend::new(
+            Client::new(),
+            BaseUrl::parse("http://127.0.0.1:1").unwrap(),
+            None,
+        );
+        let tool = crate::backend::Tool {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: serde_json::json!({"type": "object"}),
+        };
+        let prompt = GenerateRequest {
+            prompt: Some("Weather?".into()),
+            tools: vec![tool.clone()],
+            ..Default::default()
+        };
+        let (url, body) = b.request_body(&prompt);
+        assert_eq!(
+            url, "http://127.0.0.1:1/api/chat",
+            "tools need the chat API"
+        );
+        assert_eq!(
+            body["messages"][0],
+            serde_json::json!({"role": "user", "content": "Weather?"})
+        );
+        assert_eq!(body["tools"][0]["function"]["name"], "get_weather");
+
+        let mut asked = Message::text("assistant", "");
+        asked.tool_calls = vec![crate::backend::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: serde_json::json!({"city": "Paris"}),
+        }];
+        let mut result = Message::text("tool", "21");
+        result.tool_call_id = Some("call_1".into());
+        let turn = GenerateRequest {
+            messages: Some(vec![Message::text("user", "Weather?"), asked, result]),
+            tools: vec![tool],
+            tool_choice: Some(crate::backend::ToolChoice::None),
+            ..Default::default()
+        };
+        let (_, body) = b.request_body(&turn);
+        assert_eq!(
+            body["messages"][1]["tool_calls"][0],
+            serde_json::json!({"function": {"name": "get_weather", "arguments": {"city": "Paris"}}})
+        );
+        assert_eq!(body["messages"][2]["tool_name"], "get_weather");
+        assert_eq!(body["messages"][2]["tool_call_id"], "call_1");
+        assert!(body.get("tools").is_none(), "tool_choice none offers none");
     }
 }

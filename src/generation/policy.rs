@@ -20,11 +20,19 @@ pub const DEFAULT_ALLOWED_OPTIONS: &[&str] = &[
     "repeat_penalty",
     "max_tokens",
     "max_completion_tokens",
+    "max_output_tokens",
     "num_predict",
 ];
 
-/// The names under which clients ask for an output length.
-const OUTPUT_TOKEN_OPTIONS: &[&str] = &["max_tokens", "max_completion_tokens", "num_predict"];
+/// The names under which clients ask for an output length (OpenAI chat's
+/// two, the Responses API's, Ollama's); when several are given, the later
+/// in this list wins.
+const OUTPUT_TOKEN_OPTIONS: &[&str] = &[
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "num_predict",
+];
 
 /// The operator's limits on requests.
 #[derive(Debug, Clone, PartialEq, Eq)]

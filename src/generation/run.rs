@@ -1,11 +1,13 @@
-//! One generation's task: copy the back-end's tokens into the stream, then
-//! end it with `done` or `failed`.
+//! One generation's task: copy the back-end's chunks into the stream as
+//! typed events (see [`super::events`]), then end it with `usage` (when the
+//! model reported counts) and `done`, or with `failed`.
 //!
 //! The task stops, and drops the upstream request with it, when
 //! - someone cancels it (`done_reason: "cancelled"`, `cancelled_by:
 //!   "request"`), or
 //! - nobody has listened for the grace period (`cancelled_by:
-//!   "no_listeners"`), unless the grace is "never", or
+//!   "no_listeners"`), unless the grace is "never" or the generation was
+//!   started detached (a background response), or
 //! - the server shuts down (`cancelled_by: "shutdown"`).
 //!
 //! Only the waits on the upstream race with those stops; a publish, once
@@ -21,11 +23,11 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{lease, Generations};
+use super::events::{Done, Event, Failure, FinishReason, Usage};
+use super::{lease, Generations, Lifetime};
 use crate::backend::{Backend, BackendError, Chunk, Finish, GenerateRequest};
 use crate::ids::StreamName;
 use crate::metrics as m;
-use crate::sse::EventType;
 use crate::store::{Draft, StoreError};
 
 /// Why a generation was stopped before the model finished.
@@ -61,6 +63,7 @@ enum Outcome {
 #[derive(Default)]
 struct Stats {
     tokens: u64,
+    tool_calls: u64,
     first_token: Option<Duration>,
 }
 
@@ -71,8 +74,13 @@ impl Generations {
         request: GenerateRequest,
         name: &StreamName,
         cancel: CancellationToken,
+        lifetime: Lifetime,
     ) {
         let started = Instant::now();
+        let grace = match lifetime {
+            Lifetime::Listened => self.config.grace,
+            Lifetime::Detached => None,
+        };
         // Holding the channel keeps its subscriber count alive for us.
         let channel = self.hub.channel(name);
         let mut listeners = channel.subscribers();
@@ -83,14 +91,14 @@ impl Generations {
             match &leases {
                 Some(l) => {
                     let ttl = self.config.lease;
-                    lease::hold(l.as_ref(), name, ttl, self.config.grace, local).await
+                    lease::hold(l.as_ref(), name, ttl, grace, local).await
                 }
                 None => std::future::pending().await,
             }
         };
         // With a shared store the lease keeper also watches for listeners,
         // on every node; the local count alone would miss the others.
-        let grace = self.config.grace.filter(|_| !shared);
+        let grace = grace.filter(|_| !shared);
         let shutdown = self.hub.shutdown();
         let stop = async {
             tokio::select! {
@@ -108,7 +116,15 @@ impl Generations {
             .relay(backend.as_ref(), &request, name, &mut stats, &mut stop)
             .await;
         let (draft, label) = match outcome {
-            Outcome::Finished(f) => (done_event(&f, &stats, started, None), "finished"),
+            Outcome::Finished(f) => {
+                if let Some(usage) = Usage::of(f.prompt_tokens, f.completion_tokens) {
+                    let draft = Event::Usage(usage).draft();
+                    if let Err(e) = self.hub.publish(name, &draft, None).await {
+                        tracing::warn!(stream = %name, error = %e, "could not publish usage");
+                    }
+                }
+                (done_event(&f, &stats, started, None), "finished")
+            }
             Outcome::Cancelled(by) => {
                 let f = Finish {
                     model: backend.model_for(&request),
@@ -171,15 +187,23 @@ impl Generations {
                     Err(_) => return Outcome::Failed(BackendError::Timeout(secs)),
                 },
             };
-            let text = match next {
+            let event = match next {
                 None => return Outcome::Failed(BackendError::Truncated),
                 Some(Err(e)) => return Outcome::Failed(e),
                 Some(Ok(Chunk::Done(f))) => return Outcome::Finished(f),
-                Some(Ok(Chunk::Token(t))) if t.is_empty() => continue,
-                Some(Ok(Chunk::Token(t))) => t,
+                Some(Ok(Chunk::Token(t) | Chunk::Reasoning(t))) if t.is_empty() => continue,
+                Some(Ok(Chunk::Token(t))) => {
+                    stats.tokens += 1;
+                    Event::Text(t)
+                }
+                Some(Ok(Chunk::Reasoning(t))) => Event::Reasoning(t),
+                Some(Ok(Chunk::ToolCall(c))) => {
+                    stats.tool_calls += 1;
+                    Event::ToolCall(c)
+                }
             };
             let now = Instant::now();
-            if stats.tokens == 0 {
+            if stats.first_token.is_none() {
                 stats.first_token = Some(now - started);
                 self.note_ttft(now - started);
                 metrics::histogram!(m::TIME_TO_FIRST_TOKEN).record((now - started).as_secs_f64());
@@ -187,8 +211,7 @@ impl Generations {
                 metrics::histogram!(m::INTER_TOKEN).record((now - last).as_secs_f64());
             }
             last = now;
-            stats.tokens += 1;
-            if let Err(e) = self.hub.publish(name, &Draft::message(text), None).await {
+            if let Err(e) = self.hub.publish(name, &event.draft(), None).await {
                 return Outcome::StoreFailed(e);
             }
         }
@@ -225,37 +248,28 @@ fn done_event(
     started: Instant,
     cancelled_by: Option<StopReason>,
 ) -> Draft {
-    let mut body = serde_json::json!({
-        "model": f.model,
-        "done_reason": f.done_reason,
-        "tokens": stats.tokens,
-        "prompt_tokens": f.prompt_tokens,
-        "completion_tokens": f.completion_tokens,
-        "time_to_first_token_ms": stats.first_token.map(|d| d.as_millis() as u64),
-        "duration_ms": started.elapsed().as_millis() as u64,
-    });
-    if let Some(by) = cancelled_by {
-        body["cancelled_by"] = by.as_str().into();
-    }
-    Draft {
-        event_type: EventType::new("done").ok(),
-        data: body.to_string(),
-        terminal: true,
-    }
+    Event::Done(Done {
+        model: f.model.clone(),
+        done_reason: f.done_reason.clone(),
+        finish_reason: Some(FinishReason::of(&f.done_reason, stats.tool_calls > 0)),
+        tokens: stats.tokens,
+        prompt_tokens: f.prompt_tokens,
+        completion_tokens: f.completion_tokens,
+        time_to_first_token_ms: stats.first_token.map(|d| d.as_millis() as u64),
+        duration_ms: started.elapsed().as_millis() as u64,
+        cancelled_by: cancelled_by.map(|by| by.as_str().to_owned()),
+    })
+    .draft()
 }
 
 /// The terminal event of a generation that failed. It is named `failed`,
 /// never `error`: `EventSource` fires `error` for its own connection
 /// failures, and generic code would take one for the other.
 pub fn failed_event(kind: &str, message: &str, upstream_status: Option<u16>) -> Draft {
-    let body = serde_json::json!({
-        "error": kind,
-        "message": message,
-        "upstream_status": upstream_status,
-    });
-    Draft {
-        event_type: EventType::new("failed").ok(),
-        data: body.to_string(),
-        terminal: true,
-    }
+    Event::Failed(Failure {
+        error: kind.to_owned(),
+        message: message.to_owned(),
+        upstream_status,
+    })
+    .draft()
 }

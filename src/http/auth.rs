@@ -99,8 +99,13 @@ pub fn need(method: &Method, path: &str, name: Option<&str>) -> Need {
         ("/v1/streams/{name}", &Method::DELETE) if generation => owner_or(stream(Right::Publish)),
         ("/v1/streams/{name}", &Method::GET | &Method::HEAD) => stream(Right::Subscribe),
         ("/v1/streams/{name}", _) => stream(Right::Publish),
-        ("/v1/generations", _) => Need::StartGeneration,
-        ("/v1/generations/{id}/cancel", _) => owner_or(Need::Generate),
+        ("/v1/generations" | "/v1/chat/completions" | "/v1/responses", _) => Need::StartGeneration,
+        ("/v1/generations/{id}/cancel" | "/v1/responses/{id}/cancel", _) => {
+            owner_or(Need::Generate)
+        }
+        // Any token; the handler lets only the generation's owner (or a
+        // token granted its stream) read it, as for its stream.
+        ("/v1/responses/{id}", _) => Need::Token,
         _ => Need::Token,
     }
 }
@@ -171,6 +176,11 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
                 .find(|(k, _)| *k == "name")
                 .map(|(_, v)| v.to_owned())
         });
+    let shape = if crate::http::openai::speaks_openai(&route) {
+        Shape::OpenAi
+    } else {
+        Shape::Rill
+    };
     let admitted = admit(
         &guard,
         &parts.method,
@@ -181,7 +191,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
     );
     let admitted = match admitted {
         Ok(admitted) => admitted,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse_as(e, shape),
     };
     let Some((grant, access)) = admitted else {
         return next.run(Request::from_parts(parts, body)).await;
@@ -193,7 +203,15 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
         req.extensions_mut().insert(OwnerOnly);
     }
     let res = next.run(req).await;
-    end_at_expiry(res, deadline, guard.retry_ms)
+    end_at_expiry(res, deadline, guard.retry_ms, shape)
+}
+
+/// The shape of a refusal, and of a stream's end at expiry: rill's own,
+/// or OpenAI's for the routes its SDKs call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Rill,
+    OpenAi,
 }
 
 /// The guard's decision for a request to `route` (as routed, with its
@@ -271,13 +289,27 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// The answer to a request the guard refused: `401` or `403`, with the
 /// `WWW-Authenticate` challenge.
 pub fn refuse(e: AuthError) -> Response {
+    refuse_as(e, Shape::Rill)
+}
+
+fn refuse_as(e: AuthError, shape: Shape) -> Response {
     let (status, kind) = match e {
         AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         AuthError::Csrf(_) => (StatusCode::FORBIDDEN, "csrf"),
         AuthError::Missing | AuthError::Invalid(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
     };
     metrics::counter!(crate::metrics::REJECTED, "reason" => kind).increment(1);
-    let body = serde_json::json!({ "error": kind, "message": e.to_string() });
+    let body = match shape {
+        Shape::Rill => serde_json::json!({ "error": kind, "message": e.to_string() }),
+        Shape::OpenAi => {
+            let openai_type = if status == StatusCode::UNAUTHORIZED {
+                "authentication_error"
+            } else {
+                "permission_error"
+            };
+            crate::http::openai::error::body(&e.to_string(), openai_type, None, Some(kind))
+        }
+    };
     let mut res = (status, Json(body)).into_response();
     let challenge = match e {
         AuthError::Missing | AuthError::Csrf(_) => "Bearer realm=\"rill\"",
@@ -291,16 +323,23 @@ pub fn refuse(e: AuthError) -> Response {
     res
 }
 
-/// Ends an event-stream response at `deadline`, when its token expires: a
-/// comment saying why, a `retry:` hint, then the end of the body. The
-/// client reconnects and must present a fresh token. Without a deadline
-/// (one past what the clock can hold) the stream is left as it is.
 /// When an event-stream response must end because its token expires, for
 /// a delivery path that serves the stream without polling its body.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamExpiry(pub tokio::time::Instant);
 
-fn end_at_expiry(res: Response, deadline: Option<Instant>, retry_ms: u64) -> Response {
+/// Ends an event-stream response at `deadline`, when its token expires: a
+/// comment saying why, a `retry:` hint, then the end of the body. The
+/// client reconnects and must present a fresh token. Without a deadline
+/// (one past what the clock can hold) the stream is left as it is. An
+/// OpenAI-shaped stream gets the comment alone: a `retry:` line breaks the
+/// Python SDK's parser, and its clients resume by sequence number.
+fn end_at_expiry(
+    res: Response,
+    deadline: Option<Instant>,
+    retry_ms: u64,
+    shape: Shape,
+) -> Response {
     let is_stream = res
         .headers()
         .get(header::CONTENT_TYPE)
@@ -320,7 +359,9 @@ fn end_at_expiry(res: Response, deadline: Option<Instant>, retry_ms: u64) -> Res
                 next = data.next() => next.map(|chunk| (chunk, Some(data))),
                 _ = tokio::time::sleep_until(deadline) => {
                     let mut last = b": token expired\n".to_vec();
-                    last.extend_from_slice(&encode_retry(retry_ms));
+                    if shape == Shape::Rill {
+                        last.extend_from_slice(&encode_retry(retry_ms));
+                    }
                     Some((Ok(Bytes::from(last)), None))
                 }
             }
@@ -389,6 +430,16 @@ mod tests {
                 None,
                 owner_or(Need::Generate),
             ),
+            (&post, "/v1/chat/completions", None, Need::StartGeneration),
+            (&post, "/v1/responses", None, Need::StartGeneration),
+            (&get, "/v1/responses/{id}", None, Need::Token),
+            (
+                &post,
+                "/v1/responses/{id}/cancel",
+                None,
+                owner_or(Need::Generate),
+            ),
+            (&get, "/v1/models", None, Need::Token),
             (&get, "/v1/streams", None, Need::Token),
             (&get, "/dashboard", None, Need::Token),
             (&get, "/v1/something-new", None, Need::Token),

@@ -71,7 +71,8 @@ impl From<StartError> for ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::Name(_) | ApiError::Field(_) => {
                 StatusCode::BAD_REQUEST
@@ -94,7 +95,8 @@ impl ApiError {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// A short name for the error, in bodies and metrics.
+    pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Name(_) => "bad_name",

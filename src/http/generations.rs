@@ -14,8 +14,9 @@ use super::sse::{accepts_event_stream, respond};
 use super::streams::{check_generation, idempotency_key};
 use super::AppState;
 use crate::auth::{Grant, Right};
-use crate::backend::{GenerateRequest, Message};
-use crate::generation::{Generations, Started, Starter};
+use crate::backend::chat::ToolSpec;
+use crate::backend::{GenerateRequest, Message, Tool, ToolChoice};
+use crate::generation::{Generations, Lifetime, Started, Starter};
 use crate::hub::Resume;
 use crate::store::Fnv;
 
@@ -25,8 +26,19 @@ use crate::store::Fnv;
 pub struct CreateGeneration {
     /// A plain prompt.
     pub prompt: Option<String>,
-    /// A conversation.
+    /// A conversation: `system`, `user` and `assistant` turns (an assistant
+    /// turn may carry the `tool_calls` it made), and `tool` results naming
+    /// the call they answer in `tool_call_id`.
     pub messages: Option<Vec<Message>>,
+    /// Functions the model may call, as OpenAI's chat API writes them:
+    /// `{"type": "function", "function": {"name", "description", "parameters"}}`.
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
+    /// `auto` (the default), `none`, `required`, or
+    /// `{"type": "function", "function": {"name": ...}}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub tool_choice: Option<serde_json::Value>,
     /// The model; the server's `--model` when absent.
     pub model: Option<String>,
     /// Sampling options (`temperature`, `top_p`, `max_tokens`, ...), passed
@@ -82,12 +94,28 @@ pub async fn create(
             "give a non-empty `prompt` or `messages`".into(),
         ));
     }
+    let tools = req
+        .tools
+        .into_iter()
+        .map(Tool::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let tool_choice = match req.tool_choice {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(ToolChoice::parse(&v).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`tool_choice` must be \"auto\", \"none\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}, not {v}"
+            ))
+        })?),
+    };
     let mut request = GenerateRequest {
         prompt: req.prompt.filter(|_| !has_messages),
         messages: req.messages.filter(|_| has_messages),
         model: req.model,
         options: req.options,
         max_output_tokens: None,
+        tools,
+        tool_choice,
     };
     st.policy.apply(&mut request, &st.backend.default_model())?;
     let starter = starter(grant.as_deref(), peer.map(|Extension(ConnectInfo(a))| a));
@@ -98,7 +126,13 @@ pub async fn create(
     })?;
     let started = st
         .generations
-        .start(st.backend.clone(), request, &starter, key.as_ref())
+        .start(
+            st.backend.clone(),
+            request,
+            &starter,
+            key.as_ref(),
+            Lifetime::Listened,
+        )
         .await?;
     let wants_stream = headers
         .get(axum::http::header::ACCEPT)
@@ -138,7 +172,7 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 
 /// Who starts a generation: the token's subject, or without auth the
 /// client's address (for the per-starter cap only).
-fn starter(grant: Option<&Grant>, peer: Option<SocketAddr>) -> Starter {
+pub fn starter(grant: Option<&Grant>, peer: Option<SocketAddr>) -> Starter {
     match grant.and_then(|g| g.claims.sub.clone()) {
         Some(sub) => Starter {
             key: format!("sub:{sub}"),

@@ -2,11 +2,12 @@
 //!
 //! One file per route group: [`demo`] (the seed's page and `/sse`),
 //! [`streams`] (publish, subscribe, list, delete), [`generations`] (model
-//! back-ends), [`ops`] (health, metrics, OpenAPI), [`client`] (the
-//! browser module `/rill.js`), [`probe`] (a known schedule of events for
-//! `rill probe`). [`sse`] turns a
-//! subscription into a response; [`error`] maps every error to a status in
-//! one place.
+//! back-ends), [`openai`] (the OpenAI-compatible views of generations),
+//! [`ops`] (health, metrics, OpenAPI), [`client`] (the browser module
+//! `/rill.js`), [`probe`] (a known schedule of events for `rill probe`).
+//! [`sse`] turns a subscription into a response; [`error`] maps every
+//! error to a status in one place (the OpenAI routes map it once more, to
+//! OpenAI's shape).
 //!
 //! Two routers: [`router`] for the public listener, and [`admin_router`]
 //! for the operators' listener (`--admin-listen`), which serves the ops
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod error;
 pub mod generations;
 pub mod listener;
+pub mod openai;
 pub mod ops;
 pub mod park;
 pub mod probe;
@@ -95,6 +97,11 @@ pub fn router(state: AppState, view: ops::OpsView) -> Router {
         )
         .route("/v1/generations", post(generations::create))
         .route("/v1/generations/{id}/cancel", post(generations::cancel))
+        .route("/v1/chat/completions", post(openai::chat::create))
+        .route("/v1/responses", post(openai::responses::create))
+        .route("/v1/responses/{id}", get(openai::responses::retrieve))
+        .route("/v1/responses/{id}/cancel", post(openai::responses::cancel))
+        .route("/v1/models", get(openai::models::list))
         .route("/healthz", get(ops::healthz).layer(viewed()))
         .route("/openapi.json", get(ops::openapi).layer(viewed()))
         // Innermost, so auth (a route layer added later) refuses a request

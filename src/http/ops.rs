@@ -76,6 +76,11 @@ impl OpsView {
         super::streams::remove,
         super::generations::create,
         super::generations::cancel,
+        super::openai::chat::create,
+        super::openai::responses::create,
+        super::openai::responses::retrieve,
+        super::openai::responses::cancel,
+        super::openai::models::list,
         healthz,
         metrics,
         openapi,
@@ -90,6 +95,9 @@ impl OpsView {
         crate::generation::Started,
         crate::backend::Message,
         super::probe::Plan,
+        crate::backend::ToolCall,
+        crate::backend::chat::ToolSpec,
+        crate::backend::chat::FunctionSpec,
     ))
 )]
 pub struct ApiDoc;

@@ -250,15 +250,23 @@ pub async fn read_generation(base: &str, stream: &str) -> (String, ParsedEvent) 
     split_generation(events)
 }
 
-/// Splits a generation's events into the token text and the terminal event,
-/// checking that every event before the last is a token.
+/// Splits a generation's events into the text (its `message` events) and
+/// the terminal event, checking that every event before the last is one of
+/// a generation's own (text, reasoning, tool calls, usage).
 pub fn split_generation(mut events: Vec<ParsedEvent>) -> (String, ParsedEvent) {
     let last = events.pop().expect("a terminal event");
+    let typed = ["message", "reasoning", "tool_call", "usage"];
     assert!(
-        events.iter().all(|e| e.event_type == "message"),
-        "only tokens before the end: {events:?}"
+        events
+            .iter()
+            .all(|e| typed.contains(&e.event_type.as_str())),
+        "only a generation's events before the end: {events:?}"
     );
-    let text = events.iter().map(|e| e.data.as_str()).collect();
+    let text = events
+        .iter()
+        .filter(|e| e.event_type == "message")
+        .map(|e| e.data.as_str())
+        .collect();
     (text, last)
 }
 

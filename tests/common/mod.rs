@@ -5,6 +5,7 @@
 pub mod fake_model;
 pub mod jwt;
 pub mod nginx;
+pub mod openai;
 pub mod secure;
 
 use std::io::{BufRead, BufReader};
