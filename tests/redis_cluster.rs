@@ -8,7 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::topology::{publish_through, try_publish, Follower, OwnCluster};
+use common::topology::{
+    assert_ids_unique, publish_counting, publish_through, Follower, OwnCluster,
+};
 use common::{get_json, TestServer};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -157,52 +159,22 @@ async fn a_master_failover_is_followed_and_nothing_is_missed_silently() {
     f.until(LIMIT, |e| e.len() >= 20).await;
     let victim = master_of(&c, "f");
     c.kill(victim);
-    let mut refused = 0;
+    let mut refused = 0u32;
     let mut after = Vec::new();
     for i in 0..20 {
         let data = format!("after-{i}");
-        let id = loop {
-            match try_publish(&a.base, "f", &data).await {
-                Ok(id) => break id,
-                Err(()) => {
-                    refused += 1;
-                    assert!(refused < 600, "publishes did not come back");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
+        let id = publish_counting(&a.base, "f", &data, &mut refused).await;
         acked.insert(id, data.clone());
         after.push(data);
     }
     assert!(refused > 0, "the switch was seen by the publisher");
     c.wait_promoted(3);
     assert_ne!(master_of(&c, "f"), victim);
-    f.until(LIMIT, |events| {
-        let got: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
-        after.iter().all(|w| got.contains(&w.as_str()))
-    })
-    .await;
+    f.until_all(LIMIT, &after).await;
     // No id was given to two events, and nothing came after the failover
     // without a reset first (the new master fenced the stream).
-    for e in f.events.iter().filter(|e| e.event_type == "message") {
-        if let Some(data) = acked.get(&e.last_event_id) {
-            assert_eq!(&e.data, data, "id {} reused", e.last_event_id);
-        }
-    }
-    let first_after = f
-        .events
-        .iter()
-        .position(|e| e.data == "after-0")
-        .expect("after events");
-    let before: Vec<&str> = f.data().into_iter().take(20).collect();
-    let expected: Vec<String> = (0..20).map(|i| format!("before-{i}")).collect();
-    assert_eq!(before, expected);
-    assert!(
-        f.events[20..first_after]
-            .iter()
-            .any(|e| e.event_type == "reset"),
-        "a reset before the new master's events"
-    );
+    assert_ids_unique(&acked, &f);
+    f.assert_told_before_new(20);
     // New streams start as usual after the failover.
     let other = publish_through(&b.base, "elsewhere", "x").await;
     assert_eq!(common::seq(&other), 1);

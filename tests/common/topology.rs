@@ -512,16 +512,32 @@ pub async fn try_publish(base: &str, stream: &str, data: &str) -> Result<String,
 /// Publishes until acknowledged (bounded), as a client honouring
 /// `Retry-After` would, only faster.
 pub async fn publish_through(base: &str, stream: &str, data: &str) -> String {
+    publish_counting(base, stream, data, &mut 0).await
+}
+
+/// Like [`publish_through`], adding the refusals (`503`) to `refused`.
+pub async fn publish_counting(base: &str, stream: &str, data: &str, refused: &mut u32) -> String {
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
         if let Ok(id) = try_publish(base, stream, data).await {
             return id;
         }
+        *refused += 1;
         assert!(
             tokio::time::Instant::now() < deadline,
             "publishes did not come back by themselves"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every event `f` received under an acknowledged id carries the data
+/// acknowledged for it: no id was ever given to two events.
+pub fn assert_ids_unique(acked: &std::collections::HashMap<String, String>, f: &Follower) {
+    for e in f.events.iter().filter(|e| e.event_type == "message") {
+        if let Some(data) = acked.get(&e.last_event_id) {
+            assert_eq!(&e.data, data, "id {} given twice", e.last_event_id);
+        }
     }
 }
 
@@ -594,6 +610,45 @@ impl Follower {
                 self.events.push(e);
             }
         }
+    }
+
+    /// Reads until an event with each of `data` was received.
+    pub async fn until_all(&mut self, limit: Duration, data: &[String]) {
+        self.until(limit, |events| {
+            data.iter().all(|d| events.iter().any(|e| &e.data == d))
+        })
+        .await;
+    }
+
+    /// Where the first event with `data` is in [`Follower::events`].
+    pub fn position(&self, data: &str) -> usize {
+        self.events
+            .iter()
+            .position(|e| e.data == data)
+            .unwrap_or_else(|| panic!("no event {data:?} in {:?}", self.events))
+    }
+
+    /// Whether an `event: reset` came between the events at `from` and
+    /// `to`.
+    pub fn reset_between(&self, from: usize, to: usize) -> bool {
+        self.events[from..to]
+            .iter()
+            .any(|e| e.event_type == "reset")
+    }
+
+    /// Checks a follower through a failover that lost nothing: its first
+    /// `n` events are `before-0..n` in order, and a reset came before the
+    /// first event the new master gave (`after-0`), since the new master
+    /// fenced the stream.
+    pub fn assert_told_before_new(&self, n: usize) {
+        let before: Vec<&str> = self.data().into_iter().take(n).collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("before-{i}")).collect();
+        assert_eq!(before, expected);
+        assert!(
+            self.reset_between(n, self.position("after-0")),
+            "a reset before the new master's events: {:?}",
+            self.events
+        );
     }
 
     /// The data of the ordinary events received.
