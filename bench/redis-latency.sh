@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Publish -> deliver latency: two rill nodes on one Redis, against one node
-# on the memory store as the baseline. Uses the release build.
+# Publish -> deliver latency: two rill nodes on one Redis, and two on a
+# 3-master Redis Cluster, against one node on the memory store as the
+# baseline, all in one run. Uses the release build.
 #
 #   bench/redis-latency.sh [COUNT]
 #
 # Redis: RILL_BENCH_REDIS_URL (default redis://127.0.0.1:6379/); when none
 # answers, a throwaway redis-server on a spare loopback port is started and
-# stopped. Everything listens on 127.0.0.1 and is stopped on exit.
+# stopped. The Cluster is always a throwaway one (three redis-servers on
+# spare loopback ports, no persistence). Everything listens on 127.0.0.1
+# and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count="${1:-2000}"
@@ -16,7 +19,11 @@ probe=target/release/examples/redis_latency
 spare() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+clusterdir=$(mktemp -d "${TMPDIR:-/tmp}/rill-bench-cluster.XXXXXX")
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$clusterdir"
+}
 trap cleanup EXIT
 
 redis="${RILL_BENCH_REDIS_URL:-redis://127.0.0.1:6379/}"
@@ -49,3 +56,33 @@ echo "== redis store, same node, $count events"
 echo "== redis store, publish on node A, deliver on node B, $count events"
 "$probe" "http://127.0.0.1:$a" "http://127.0.0.1:$b" "$count"
 redis-cli -u "$redis" --scan --pattern "${prefix}*" | xargs -r redis-cli -u "$redis" del >/dev/null
+
+# A Cluster port needs its bus port (port + 10000) free as well.
+cluster_port() {
+  local p
+  for _ in $(seq 50); do
+    p=$(spare)
+    [ "$p" -lt 55000 ] && python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p+10000))" 2>/dev/null && { echo "$p"; return; }
+  done
+  echo "no spare cluster port" >&2; exit 1
+}
+seeds=()
+for _ in 1 2 3; do
+  p=$(cluster_port)
+  redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "nodes-$p.conf" --cluster-node-timeout 2000 \
+    --save '' --appendonly no --dir "$clusterdir" >/dev/null &
+  pids+=($!)
+  for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  seeds+=("127.0.0.1:$p")
+done
+redis-cli --cluster create "${seeds[@]}" --cluster-yes >/dev/null
+for _ in $(seq 100); do
+  redis-cli -p "${seeds[0]#*:}" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+done
+cluster="redis+cluster://$(IFS=,; echo "${seeds[*]}")"
+ca=$(spare); cb=$(spare)
+node "$ca" --store "$cluster" --redis-prefix "$prefix"
+node "$cb" --store "$cluster" --redis-prefix "$prefix"
+echo "== redis cluster (3 masters), publish on node A, deliver on node B, $count events"
+"$probe" "http://127.0.0.1:$ca" "http://127.0.0.1:$cb" "$count"

@@ -131,7 +131,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> Result<(), Ser
         Duration::from_secs(1),
     ));
     if state.hub.store().is_shared() {
-        for reader in 0..args.redis_readers as usize {
+        for reader in 0..state.hub.live_readers() {
             tokio::spawn(state.hub.clone().run_feed(reader));
         }
         tokio::spawn(state.generations.clone().run_marker());

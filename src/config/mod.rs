@@ -197,17 +197,22 @@ pub struct ServeArgs {
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
 
-    /// Where streams live: `memory` (this process) or
-    /// `redis://HOST:PORT/DB` (Redis Streams, shared by many nodes).
+    /// Where streams live: `memory` (this process), or Redis Streams shared
+    /// by many nodes: `redis://HOST:PORT/DB` (one server),
+    /// `redis+cluster://H1:P1,H2:P2,...` (a Redis Cluster, by seed nodes) or
+    /// `redis+sentinel://S1:P1,S2:P2,.../MASTER[/DB]` (the master that
+    /// Sentinel names). Credentials go before the hosts: `USER:PASS@`.
     #[arg(long, env = "RILL_STORE", default_value = "memory")]
     pub store: String,
 
-    /// Prefix of every Redis key rill writes (with `--store redis://...`).
+    /// Prefix of every Redis key rill writes (with a Redis `--store`; on a
+    /// Cluster it may not contain `{` or `}`).
     #[arg(long, env = "RILL_REDIS_PREFIX", default_value = "rill:")]
     pub redis_prefix: String,
 
     /// Live Redis readers on this node, each with one connection; streams
-    /// are spread over them by name.
+    /// are spread over them by name. On a Redis Cluster rill runs one per
+    /// partition of its keys instead (16).
     #[arg(long, env = "RILL_REDIS_READERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub redis_readers: u64,
 
@@ -317,24 +322,31 @@ impl ServeArgs {
             )));
         }
         self.generation.validate()?;
-        if self.store != "memory" && !self.store.starts_with("redis://") {
-            return Err(ConfigError(format!(
-                "--store must be `memory` or a redis://HOST:PORT/DB URL, not `{}`",
-                self.store
-            )));
+        if self.store != "memory" {
+            crate::store::redis::topology::Topology::parse(&self.store).map_err(|e| {
+                ConfigError(format!(
+                    "--store must be `memory` or a Redis URL (redis://, redis+cluster://, redis+sentinel://): {e}"
+                ))
+            })?;
+            if self.store.starts_with("redis+cluster://") && self.redis_prefix.contains(['{', '}'])
+            {
+                return Err(ConfigError(
+                    "--redis-prefix may not contain `{` or `}` on a Redis Cluster".into(),
+                ));
+            }
         }
         self.security.validate()
     }
 
     /// The Redis store's part, when `--store` names Redis.
     pub fn redis(&self) -> Option<crate::store::redis::RedisConfig> {
-        self.store
-            .starts_with("redis://")
-            .then(|| crate::store::redis::RedisConfig {
+        crate::store::redis::topology::Topology::is_redis(&self.store).then(|| {
+            crate::store::redis::RedisConfig {
                 url: self.store.clone(),
                 key_prefix: self.redis_prefix.clone(),
                 readers: self.redis_readers as usize,
-            })
+            }
+        })
     }
 
     /// The hub's part.
@@ -346,7 +358,6 @@ impl ServeArgs {
             retry_ms: self.retry_ms,
             max_subscribers_per_stream: self.max_subscribers_per_stream,
             max_subscribers: self.max_subscribers,
-            live_readers: self.redis_readers as usize,
         }
     }
 

@@ -2,7 +2,8 @@
 //! subscriber.
 //!
 //! Each stream with local subscribers is followed by exactly one of the
-//! node's `--redis-readers` reader tasks (chosen by a hash of its name). A
+//! node's reader tasks (the store says which: `--redis-readers` of them by
+//! a hash of the name, or one per partition on a Redis Cluster). A
 //! reader asks the store for everything after each stream's feed position in
 //! one blocking call (`XREAD BLOCK` over all its streams), encodes each new
 //! event once and sends it into the stream's ring, in id order. So a node
@@ -15,15 +16,16 @@
 //! subscriber leaves. When a new stream is followed its reader is woken
 //! (`CLIENT UNBLOCK`), so it need not wait for its current block to end.
 //!
-//! Reader 0 also hears of streams removed on any node and ends their local
-//! subscribers with `event: end`, as the removing node does.
+//! Some readers also hear of streams removed on any node and end their
+//! local subscribers with `event: end`, as the removing node does. A stream
+//! whose ids stop following on (a Redis failover fenced it) has its local
+//! subscribers told to come back; they resume, and are told with
+//! `event: reset` what may be gone.
 //!
 //! When the store fails, every followed stream's subscribers get a `retry:`
 //! and a clean close (browsers come back and resume by id), and the reader
 //! tries again with a growing pause until the store answers.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,9 +106,16 @@ impl Channel {
 impl Hub {
     /// The reader that follows `name`.
     pub(super) fn reader_of(&self, name: &StreamName) -> usize {
-        let mut h = DefaultHasher::new();
-        name.hash(&mut h);
-        (h.finish() % self.inner.config.live_readers.max(1) as u64) as usize
+        self.inner
+            .store
+            .feed
+            .as_ref()
+            .map_or(0, |f| f.reader_of(name))
+    }
+
+    /// How many live readers to run (see [`Hub::run_feed`]).
+    pub fn live_readers(&self) -> usize {
+        self.inner.store.feed.as_ref().map_or(0, |f| f.readers())
     }
 
     /// Tells the reader of `name` that it has a new stream to follow.
@@ -145,8 +154,8 @@ impl Hub {
         let mut backoff = BACKOFF_MIN;
         loop {
             let followed = self.followed(reader);
-            // Reader 0 never idles: it also watches for removals.
-            if followed.is_empty() && reader != 0 {
+            // A reader that hears removals never idles.
+            if followed.is_empty() && !store.hears_removals(reader) {
                 tokio::select! {
                     _ = waker.notified() => continue,
                     _ = shutdown.cancelled() => return,
@@ -163,6 +172,11 @@ impl Hub {
                     for (i, records) in got.records {
                         if let Some((channel, _)) = followed.get(i) {
                             channel.feed(records);
+                        }
+                    }
+                    for i in got.broken {
+                        if let Some((channel, f)) = followed.get(i) {
+                            self.break_off(&f.name, channel);
                         }
                     }
                     for (name, last) in got.removed {

@@ -62,8 +62,6 @@ pub struct HubConfig {
     pub max_subscribers_per_stream: usize,
     /// Most subscribers on this node.
     pub max_subscribers: usize,
-    /// Live readers following a shared store.
-    pub live_readers: usize,
 }
 
 /// Whether `name` is one of rill's own streams (`_*`), whose traffic is
@@ -109,6 +107,7 @@ struct Inner {
 impl Hub {
     /// A hub over `store`. Call [`Hub::run_maintenance`] in a task.
     pub fn new(store: Store, config: HubConfig, shutdown: CancellationToken) -> Self {
+        let readers = store.feed.as_ref().map_or(1, |f| f.readers()).max(1);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -116,9 +115,7 @@ impl Hub {
                 publish_locks: (0..PUBLISH_LOCKS)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
-                wakers: (0..config.live_readers.max(1))
-                    .map(|_| tokio::sync::Notify::new())
-                    .collect(),
+                wakers: (0..readers).map(|_| tokio::sync::Notify::new()).collect(),
                 config,
                 shutdown,
                 subscribers: AtomicUsize::new(0),
@@ -301,6 +298,20 @@ impl Hub {
         };
         self.end_subscribers(name, head.prefix.as_deref(), last);
         Ok(true)
+    }
+
+    /// Tells the local subscribers of a stream whose ids no longer follow on
+    /// from what they were sent to come back and resume: the reconnect is
+    /// answered with `event: reset`. The channel leaves the map, so those
+    /// who come back follow the stream afresh.
+    fn break_off(&self, name: &StreamName, channel: &Arc<Channel>) {
+        let mut channels = self.channels();
+        if channels.get(name).is_some_and(|c| Arc::ptr_eq(c, channel)) {
+            channels.remove(name);
+        }
+        drop(channels);
+        channel.retry_later();
+        self.retire(channel);
     }
 
     /// Sends `event: end` to the subscribers of a removed stream. The

@@ -176,7 +176,12 @@ impl Hub {
                 before_first
             }
             None => {
-                prelude.push_back(reset(&head.prefix, before_first, "unknown", None, raw));
+                // An id of the incarnation a Redis failover fenced off: what
+                // came after it may be lost, or given again under new ids.
+                let fenced = matches!(resume, Resume::From(w)
+                    if w.prefix.is_some() && w.prefix == head.fenced_from);
+                let reason = if fenced { "failover" } else { "unknown" };
+                prelude.push_back(reset(&head.prefix, before_first, reason, None, raw));
                 before_first
             }
             Some(after) if after.next() < head.first_retained => {

@@ -280,6 +280,7 @@ impl LogTrait for MemoryStore {
             finished: log.finished,
             prefix: Some(log.prefix.clone()),
             owner: log.owner.clone(),
+            fenced_from: None,
         })
     }
 

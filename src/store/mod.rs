@@ -182,6 +182,9 @@ pub struct Replay {
     pub prefix: Option<String>,
     /// Who owns the stream (a generation's `sub`), if anyone.
     pub owner: Option<String>,
+    /// The prefix the stream had before a Redis failover gave it a new one
+    /// (its ids may have been given twice: see the Redis store).
+    pub fenced_from: Option<String>,
 }
 
 impl Replay {
@@ -309,9 +312,10 @@ pub trait Log: Send + Sync + 'static {
 pub trait LiveFeed: Send + Sync + 'static {
     /// Waits up to `wait` for events after the positions in `from`, using the
     /// connection of live reader `reader`. Returns, for each position that
-    /// has news, its index in `from` and the new records in id order; and,
-    /// for reader 0 only, the streams removed (on any node) since its last
-    /// call. Nothing when nothing came in time.
+    /// has news, its index in `from` and the new records in id order; the
+    /// streams whose ids no longer follow on; and, for readers that
+    /// [hear removals](LiveFeed::hears_removals), the streams removed (on
+    /// any node) since their last call. Nothing when nothing came in time.
     async fn follow(
         &self,
         reader: usize,
@@ -322,6 +326,15 @@ pub trait LiveFeed: Send + Sync + 'static {
     /// Cuts short a [`LiveFeed::follow`] of `reader` that is waiting, so it
     /// can start again with a new list of positions.
     async fn interrupt(&self, reader: usize);
+
+    /// How many live readers the node runs.
+    fn readers(&self) -> usize;
+
+    /// The reader that follows `name`.
+    fn reader_of(&self, name: &StreamName) -> usize;
+
+    /// Whether `reader` also hears of streams removed on any node.
+    fn hears_removals(&self, reader: usize) -> bool;
 }
 
 /// Generations across nodes.
@@ -414,6 +427,10 @@ pub struct Followed {
     pub records: Vec<(usize, Vec<Record>)>,
     /// Streams removed since the last read, with their last id.
     pub removed: Vec<(StreamName, EventId)>,
+    /// Indexes into the positions asked of streams whose ids no longer
+    /// follow on from the position (a failover fenced them, or they were
+    /// made anew): their subscribers must come back and resume.
+    pub broken: Vec<usize>,
 }
 
 /// A position a live reader follows a stream from.

@@ -1,13 +1,18 @@
 //! The shared store: streams in Redis Streams, so many rill nodes serve the
 //! same streams and a browser can resume on any of them.
 //!
-//! Keys, under a configurable prefix `P` (the `{name}` hash tag keeps one
-//! stream's keys in one cluster slot):
+//! `--store` names one server, a Cluster or a master behind Sentinel (see
+//! `topology.rs`); `connect.rs` hides which. Keys, under a configurable
+//! prefix `P` (on one server and behind Sentinel; on a Cluster the names
+//! differ so each partition of streams shares a hash slot, see
+//! `layout.rs`):
 //! - `P{name}:log`: a Redis Stream; entry `0-<n>` is event `n`, with fields
 //!   `t` (event type, empty for `message`), `d` (data), `x` (terminal),
 //!   `ts` (Redis time, ms) and `n` (stored size).
 //! - `P{name}:meta`: a hash with `last` (the id counter), `fin`, `bytes`,
-//!   `prefix` (the wire-id prefix: the stream's incarnation) and `owner`.
+//!   `prefix` (the wire-id prefix: the stream's incarnation), `owner`,
+//!   `rid` (the replication id of the master that last wrote it) and
+//!   `prev` (the prefix before a failover fenced it; see `scripts.rs`).
 //! - `P{name}:idem`, `P{name}:idemz`: idempotency keys of recent publishes
 //!   (key → id and request fingerprint) and their ages.
 //! - `P{name}:lease`, `P{name}:cancel`, `P{name}:watched`: a generation's
@@ -36,14 +41,21 @@ use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::StreamRangeReply;
-use redis::{Client, RedisError, Script};
+use redis::{RedisError, Script};
 
+mod connect;
 mod entry;
+mod layout;
 mod lease;
 mod live;
+mod partitions;
 mod scripts;
+pub mod topology;
+
+use connect::{Conn, Connector};
+use layout::{Layout, CLUSTER_PARTITIONS};
+use topology::Topology;
 
 use entry::{first_id, record};
 
@@ -51,7 +63,7 @@ use super::{
     new_epoch, Appended, Claim, Draft, Follow, Followed, IdempotencyKey, Lease, Leases, LiveFeed,
     Log, Replay, Retention, StoreError, StreamInfo, StreamSpec,
 };
-use crate::ids::{wire_id, EventId, StreamName};
+use crate::ids::{EventId, StreamName};
 
 /// Longest wait for one ordinary Redis command.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,31 +71,35 @@ pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// `--subscriber-buffer` (256) so one batch cannot overrun a live ring and
 /// push every subscriber into a catch-up read.
 pub(crate) const FOLLOW_BATCH: usize = 128;
+/// What an append or create says when the node must count the streams of
+/// every partition before a new one is made.
+const ASK: &str = "count the streams first";
 
 /// How to reach Redis and lay out keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://HOST:PORT/DB`.
+    /// `redis://HOST:PORT/DB`, `redis+cluster://...` or
+    /// `redis+sentinel://...` (see [`Topology`]).
     pub url: String,
     /// Prefix of every key rill writes.
     pub key_prefix: String,
-    /// Live readers (each with its own connection).
+    /// Live readers (each with its own connection); on a Cluster, one per
+    /// partition instead.
     pub readers: usize,
 }
 
 /// The Redis Streams store: a [`Log`], [`LiveFeed`] and [`Leases`].
 pub struct RedisStore {
-    client: Client,
-    prefix: String,
+    conns: Connector,
+    layout: Layout,
     retention: Retention,
     max_streams: usize,
     /// This node, in the marks of who listens to a generation.
     node: String,
-    manager: tokio::sync::Mutex<Option<ConnectionManager>>,
-    readers: Vec<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    readers: Vec<live::ReaderSlot>,
     reader_ids: Vec<AtomicI64>,
-    /// Where reader 0 stands in the removals stream.
-    removals_seen: tokio::sync::Mutex<Option<String>>,
+    /// Where each reader that follows removals stands in them.
+    removals_seen: Vec<tokio::sync::Mutex<Option<String>>>,
     scripts: Scripts,
 }
 
@@ -96,6 +112,7 @@ struct Scripts {
     mark: Script,
     cancel: Script,
     claim: Script,
+    count: Script,
 }
 
 fn unavailable(e: RedisError) -> StoreError {
@@ -122,76 +139,85 @@ impl RedisStore {
         retention: Retention,
         max_streams: usize,
     ) -> Result<Self, StoreError> {
-        let client = Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("bad redis URL: {e}")))?;
-        let readers = config.readers.max(1);
+        let topology =
+            Topology::parse(&config.url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (layout, readers) = if topology.is_cluster() {
+            if config.key_prefix.contains(['{', '}']) {
+                return Err(StoreError::Unavailable(
+                    "on a Redis Cluster the key prefix may not contain braces".into(),
+                ));
+            }
+            let layout = Layout::partitioned(&config.key_prefix, CLUSTER_PARTITIONS);
+            (layout, CLUSTER_PARTITIONS)
+        } else {
+            (Layout::single(&config.key_prefix), config.readers.max(1))
+        };
+        let listeners = if layout.is_partitioned() { readers } else { 1 };
         Ok(Self {
-            client,
-            prefix: config.key_prefix.clone(),
+            conns: Connector::new(&topology)?,
+            layout,
             retention,
             max_streams,
             node: format!("{}{}", new_epoch(), new_epoch()),
-            manager: tokio::sync::Mutex::new(None),
             readers: (0..readers)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             reader_ids: (0..readers).map(|_| AtomicI64::new(0)).collect(),
-            removals_seen: tokio::sync::Mutex::new(None),
+            removals_seen: (0..listeners)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
             scripts: Scripts {
-                append: Script::new(scripts::APPEND),
-                create: Script::new(scripts::CREATE),
+                append: Script::new(&scripts::append()),
+                create: Script::new(&scripts::create()),
                 list: Script::new(scripts::LIST),
                 remove: Script::new(scripts::REMOVE),
                 renew: Script::new(scripts::RENEW_LEASE),
                 mark: Script::new(scripts::MARK_WATCHED),
                 cancel: Script::new(scripts::REQUEST_CANCEL),
                 claim: Script::new(scripts::CLAIM),
+                count: Script::new(scripts::COUNT),
             },
         })
     }
 
     fn key(&self, name: &StreamName, part: &str) -> String {
-        format!("{}{{{}}}:{}", self.prefix, name, part)
+        self.layout.key(name, part)
     }
 
-    fn index_key(&self) -> String {
-        format!("{}index", self.prefix)
+    /// The name index of the partition of `name`.
+    fn index_key(&self, name: &StreamName) -> String {
+        self.layout.shared_of(name, "index")
     }
 
-    /// A stream of removals, so every node can end its subscribers of a
-    /// stream removed on another node.
-    fn removals_key(&self) -> String {
-        format!("{}removed", self.prefix)
+    /// A stream of removals per partition, so every node can end its
+    /// subscribers of a stream removed on another node.
+    fn removals_key(&self, partition: usize) -> String {
+        self.layout.shared(partition, "removed")
     }
 
-    fn generations_key(&self) -> String {
-        format!("{}generations", self.prefix)
+    fn generations_key(&self, name: &StreamName) -> String {
+        self.layout.shared_of(name, "generations")
     }
 
     fn max_age_ms(&self) -> u64 {
         (self.retention.max_age.as_millis() as u64).max(1)
     }
 
-    /// The shared command connection, made on first use. The manager
-    /// reconnects by itself after Redis comes back.
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.manager.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+    /// The shared command connection, made on first use; it reconnects by
+    /// itself after Redis comes back (or fails over).
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        self.conns.shared().await
+    }
+
+    /// The limit on streams a script checks (see `scripts::LIMIT`): with
+    /// one partition the script counts exactly; with several the node
+    /// counts them all first, when a new stream is about to be made.
+    fn limit(&self, admitted: bool) -> String {
+        match (self.layout.is_partitioned(), admitted) {
+            (false, _) => self.max_streams.to_string(),
+            (true, false) => "ask".to_owned(),
+            (true, true) => "admitted".to_owned(),
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(COMMAND_TIMEOUT)
-            // No retries inside the manager: a command that meets a dead
-            // connection fails at once (503) and the next one reconnects.
-            .set_number_of_retries(0);
-        let c = timed(
-            COMMAND_TIMEOUT,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await?;
-        *slot = Some(c.clone());
-        Ok(c)
     }
 
     pub(crate) async fn append_as(
@@ -201,14 +227,34 @@ impl RedisStore {
         key: Option<&IdempotencyKey>,
         mode: &str,
     ) -> Result<Option<Appended>, StoreError> {
+        let mut admitted = false;
+        loop {
+            match self.append_once(name, draft, key, mode, admitted).await {
+                Err(StoreError::Unavailable(e)) if e == ASK && !admitted => {
+                    self.admit().await?;
+                    admitted = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn append_once(
+        &self,
+        name: &StreamName,
+        draft: &Draft,
+        key: Option<&IdempotencyKey>,
+        mode: &str,
+        admitted: bool,
+    ) -> Result<Option<Appended>, StoreError> {
         let mut c = self.conn().await?;
         let kind = draft.event_type.as_ref().map_or("", |t| t.as_str());
         let mut call = self.scripts.append.prepare_invoke();
         call.key(self.key(name, "log"))
             .key(self.key(name, "meta"))
-            .key(self.index_key())
+            .key(self.index_key(name))
             .key(self.key(name, "lease"))
-            .key(self.generations_key())
+            .key(self.generations_key(name))
             .key(self.key(name, "idem"))
             .key(self.key(name, "idemz"))
             .arg(name.as_str())
@@ -218,7 +264,7 @@ impl RedisStore {
             .arg(self.retention.max_events)
             .arg(self.retention.max_bytes)
             .arg(self.max_age_ms())
-            .arg(self.max_streams)
+            .arg(self.limit(admitted))
             .arg(mode)
             .arg(new_epoch())
             .arg(key.map_or("", |k| k.key.as_str()))
@@ -235,6 +281,7 @@ impl RedisStore {
             -5 => Err(StoreError::KeyReused(
                 key.map(|k| k.key.clone()).unwrap_or_default(),
             )),
+            -6 => Err(StoreError::Unavailable(ASK.into())),
             id if id > 0 => {
                 let text = |i: usize| -> String {
                     reply
@@ -265,20 +312,27 @@ impl RedisStore {
 #[async_trait]
 impl Log for RedisStore {
     async fn create(&self, name: &StreamName, spec: StreamSpec) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
-        let mut call = self.scripts.create.prepare_invoke();
-        call.key(self.key(name, "meta"))
-            .key(self.index_key())
-            .arg(name.as_str())
-            .arg(spec.prefix)
-            .arg(spec.owner.unwrap_or_default())
-            .arg(self.max_streams)
-            .arg(self.max_age_ms());
-        let code: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
-        match code {
-            -1 => Err(StoreError::Exists(name.clone())),
-            -4 => Err(StoreError::TooManyStreams(self.max_streams)),
-            _ => Ok(()),
+        let mut admitted = false;
+        loop {
+            let mut c = self.conn().await?;
+            let mut call = self.scripts.create.prepare_invoke();
+            call.key(self.key(name, "meta"))
+                .key(self.index_key(name))
+                .arg(name.as_str())
+                .arg(&spec.prefix)
+                .arg(spec.owner.as_deref().unwrap_or_default())
+                .arg(self.limit(admitted))
+                .arg(self.max_age_ms());
+            let code: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+            match code {
+                -1 => return Err(StoreError::Exists(name.clone())),
+                -4 => return Err(StoreError::TooManyStreams(self.max_streams)),
+                -6 if !admitted => {
+                    self.admit().await?;
+                    admitted = true;
+                }
+                _ => return Ok(()),
+            }
         }
     }
 
@@ -305,7 +359,7 @@ impl Log for RedisStore {
         pipe.atomic()
             .cmd("HMGET")
             .arg(self.key(name, "meta"))
-            .arg(&["last", "fin", "prefix", "owner"])
+            .arg(&["last", "fin", "prefix", "owner", "prev"])
             .cmd("XRANGE")
             .arg(&log)
             .arg("-")
@@ -318,9 +372,15 @@ impl Log for RedisStore {
             .arg("+")
             .arg("COUNT")
             .arg(limit.max(1));
-        type Meta = (Option<u64>, Option<String>, Option<String>, Option<String>);
+        type Meta = (
+            Option<u64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         type Reply = (Meta, StreamRangeReply, StreamRangeReply);
-        let ((last, fin, prefix, owner), oldest, page): Reply =
+        let ((last, fin, prefix, owner, prev), oldest, page): Reply =
             timed(COMMAND_TIMEOUT, pipe.query_async(&mut c)).await?;
         let exists = last.is_some();
         let last = EventId(last.unwrap_or(0));
@@ -346,47 +406,16 @@ impl Log for RedisStore {
             finished: fin.as_deref() == Some("1"),
             prefix,
             owner: owner.filter(|o| !o.is_empty()),
+            fenced_from: prev.filter(|p| !p.is_empty()),
         })
     }
 
     async fn list(&self) -> Result<Vec<StreamInfo>, StoreError> {
-        let mut c = self.conn().await?;
-        let mut call = self.scripts.list.prepare_invoke();
-        call.key(self.index_key());
-        let mut names: Vec<String> = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
-        names.sort();
-        let names: Vec<StreamName> = names
-            .into_iter()
-            .filter_map(|n| StreamName::new(n).ok())
-            .collect();
-        let mut pipe = redis::pipe();
-        for n in &names {
-            pipe.cmd("HMGET")
-                .arg(self.key(n, "meta"))
-                .arg(&["last", "fin", "prefix", "bytes"])
-                .cmd("XLEN")
-                .arg(self.key(n, "log"));
-        }
-        type Row = (
-            (Option<u64>, Option<String>, Option<String>, Option<u64>),
-            usize,
-        );
-        let rows: Vec<Row> = timed(COMMAND_TIMEOUT, pipe.query_async(&mut c)).await?;
         let mut out = Vec::new();
-        for (name, ((last, fin, prefix, bytes), len)) in names.into_iter().zip(rows) {
-            let Some(last) = last else {
-                continue;
-            };
-            let prefix = prefix.filter(|p| !p.is_empty());
-            out.push(StreamInfo {
-                last_id: wire_id(prefix.as_deref(), EventId(last)),
-                name: name.to_string(),
-                retained_events: len,
-                retained_bytes: bytes.unwrap_or(0) as usize,
-                finished: fin.as_deref() == Some("1"),
-                subscribers: 0,
-            });
+        for p in 0..self.layout.partitions() {
+            out.extend(self.list_partition(p).await?);
         }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -395,8 +424,8 @@ impl Log for RedisStore {
         let mut call = self.scripts.remove.prepare_invoke();
         call.key(self.key(name, "log"))
             .key(self.key(name, "meta"))
-            .key(self.index_key())
-            .key(self.removals_key())
+            .key(self.index_key(name))
+            .key(self.removals_key(self.layout.partition_of(name)))
             .key(self.key(name, "idem"))
             .key(self.key(name, "idemz"))
             .arg(name.as_str());
@@ -424,7 +453,7 @@ impl Log for RedisStore {
     ) -> Result<Claim, StoreError> {
         let mut c = self.conn().await?;
         let mut call = self.scripts.claim.prepare_invoke();
-        call.key(format!("{}claim:{{{scope}}}:{}", self.prefix, key.key))
+        call.key(self.layout.claim(scope, &key.key))
             .arg(value)
             .arg(key.fingerprint.to_string())
             .arg(ttl.as_millis().max(1) as u64);
@@ -462,6 +491,23 @@ impl LiveFeed for RedisStore {
 
     async fn interrupt(&self, reader: usize) {
         self.unblock(reader).await;
+    }
+
+    fn readers(&self) -> usize {
+        self.readers.len()
+    }
+
+    fn reader_of(&self, name: &StreamName) -> usize {
+        if self.layout.is_partitioned() {
+            // One reader per partition: its streams share a slot, so one
+            // `XREAD` on the slot's master follows them all.
+            return self.layout.partition_of(name);
+        }
+        (layout::fnv(name.as_str().as_bytes()) % self.readers.len().max(1) as u64) as usize
+    }
+
+    fn hears_removals(&self, reader: usize) -> bool {
+        reader < self.removals_seen.len()
     }
 }
 

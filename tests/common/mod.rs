@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub mod cluster;
+pub mod topology;
 
 use futures_util::StreamExt;
 use rill::sse::{ParsedEvent, Parser};

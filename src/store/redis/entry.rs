@@ -12,12 +12,7 @@ use crate::store::{Draft, Record};
 /// the entry carries (or `prefix`, for entries written before they did).
 pub(super) fn record(entry: &StreamId, prefix: Option<&str>) -> Option<Record> {
     let n = entry.id.strip_prefix("0-")?.parse::<u64>().ok()?;
-    let text = |k: &str| -> Option<String> {
-        entry
-            .map
-            .get(k)
-            .and_then(|v| redis::from_redis_value::<String>(v).ok())
-    };
+    let text = |k: &str| field(entry, k);
     let kind = text("t").unwrap_or_default();
     let draft = Draft {
         event_type: if kind.is_empty() {
@@ -42,14 +37,17 @@ pub(super) fn first_id(reply: &StreamRangeReply) -> Option<u64> {
     reply.ids.first()?.id.strip_prefix("0-")?.parse().ok()
 }
 
+/// A field of an entry, as text.
+pub(super) fn field(entry: &StreamId, k: &str) -> Option<String> {
+    entry
+        .map
+        .get(k)
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+}
+
 /// A removals entry: the stream and its last id.
 pub(super) fn removal(entry: &StreamId) -> Option<(StreamName, EventId)> {
-    let text = |k: &str| {
-        entry
-            .map
-            .get(k)
-            .and_then(|v| redis::from_redis_value::<String>(v).ok())
-    };
+    let text = |k: &str| field(entry, k);
     let name = StreamName::new(text("name")?).ok()?;
     let last = text("last")?.parse().ok()?;
     Some((name, EventId(last)))

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{timed, RedisStore, COMMAND_TIMEOUT};
+use super::{timed, Conn, RedisStore, COMMAND_TIMEOUT};
 use crate::ids::StreamName;
 use crate::store::{Draft, Lease, StoreError};
 
@@ -22,7 +22,7 @@ impl RedisStore {
         let mut call = self.scripts.renew.prepare_invoke();
         call.key(self.key(name, "lease"))
             .key(self.key(name, "cancel"))
-            .key(self.generations_key())
+            .key(self.generations_key(name))
             .key(self.key(name, "watched"))
             .arg(name.as_str())
             .arg(ttl.as_millis().max(1) as u64);
@@ -47,14 +47,19 @@ impl RedisStore {
         }
         let mut c = self.conn().await?;
         // One script call per stream: each stream's keys share a hash slot,
-        // different streams need not.
-        let mut pipe = redis::pipe();
+        // different streams need not; on a Cluster a pipeline must keep to
+        // one slot, so there is one per partition.
+        let mut pipes: Vec<Option<redis::Pipeline>> = vec![None; self.layout.partitions()];
         let flagged = watching
             .iter()
             .map(|n| (n, "1"))
             .chain(left.iter().map(|n| (n, "0")));
         for (name, flag) in flagged {
-            pipe.cmd("EVALSHA")
+            let Some(pipe) = pipes.get_mut(self.layout.partition_of(name)) else {
+                continue;
+            };
+            pipe.get_or_insert_with(redis::pipe)
+                .cmd("EVALSHA")
                 .arg(self.scripts.mark.get_hash())
                 .arg(1)
                 .arg(self.key(name, "watched"))
@@ -63,21 +68,10 @@ impl RedisStore {
                 .arg(flag)
                 .ignore();
         }
-        match timed(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut c)).await {
-            Err(StoreError::Unavailable(e)) if e.to_ascii_lowercase().contains("noscript") => {
-                // First use on this Redis (or after a restart): load it.
-                let _: String = timed(
-                    COMMAND_TIMEOUT,
-                    redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(super::scripts::MARK_WATCHED)
-                        .query_async(&mut c),
-                )
-                .await?;
-                timed(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut c)).await
-            }
-            other => other,
+        for pipe in pipes.iter().flatten() {
+            run_marks(&mut c, pipe).await?;
         }
+        Ok(())
     }
 
     pub(super) async fn ask_cancel(&self, name: &StreamName) -> Result<bool, StoreError> {
@@ -92,13 +86,17 @@ impl RedisStore {
 
     pub(super) async fn reap(&self, draft: &Draft) -> Result<Vec<StreamName>, StoreError> {
         let mut c = self.conn().await?;
-        let names: Vec<String> = timed(
-            COMMAND_TIMEOUT,
-            redis::cmd("SMEMBERS")
-                .arg(self.generations_key())
-                .query_async(&mut c),
-        )
-        .await?;
+        let mut names: Vec<String> = Vec::new();
+        for p in 0..self.layout.partitions() {
+            let some: Vec<String> = timed(
+                COMMAND_TIMEOUT,
+                redis::cmd("SMEMBERS")
+                    .arg(self.layout.shared(p, "generations"))
+                    .query_async(&mut c),
+            )
+            .await?;
+            names.extend(some);
+        }
         let mut ended = Vec::new();
         for name in names.into_iter().filter_map(|n| StreamName::new(n).ok()) {
             if self
@@ -110,5 +108,24 @@ impl RedisStore {
             }
         }
         Ok(ended)
+    }
+}
+
+/// Runs a pipeline of `MARK_WATCHED` calls, loading the script first where
+/// Redis does not know it yet (first use, or after a restart).
+async fn run_marks(c: &mut Conn, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+    match timed(COMMAND_TIMEOUT, pipe.query_async::<()>(c)).await {
+        Err(StoreError::Unavailable(e)) if e.to_ascii_lowercase().contains("noscript") => {
+            let _: String = timed(
+                COMMAND_TIMEOUT,
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(super::scripts::MARK_WATCHED)
+                    .query_async(c),
+            )
+            .await?;
+            timed(COMMAND_TIMEOUT, pipe.query_async::<()>(c)).await
+        }
+        other => other,
     }
 }

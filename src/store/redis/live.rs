@@ -2,58 +2,62 @@
 //! and the blocking `XREAD` they wait in.
 //!
 //! Each reader has its own connection, because a blocked `XREAD` holds its
-//! connection until it returns; ordinary commands share the connection
-//! manager. A reader's Redis client id is kept so that another task can cut
-//! its block short with `CLIENT UNBLOCK` when it has a new stream to follow.
+//! connection until it returns; ordinary commands share another. A reader's
+//! Redis client id is kept so that another task can cut its block short
+//! with `CLIENT UNBLOCK` (on the same server) when it has a new stream to
+//! follow. On a Cluster there is one reader per partition, and its `XREAD`
+//! goes to the master of the partition's slot.
 //!
-//! Reader 0 also follows `Premoved`, the stream of removals, so that a
-//! `DELETE` on one node ends the subscribers of that stream on every node.
+//! Readers also follow the stream of removals (reader 0 on one server; each
+//! reader its partition's on a Cluster), so that a `DELETE` on one node ends
+//! the subscribers of that stream on every node.
+//!
+//! An entry under another wire prefix than the one a stream is followed
+//! with means the stream was fenced by a failover (or made anew): the
+//! stream is reported broken, and its subscribers are told to come back.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
-use redis::AsyncConnectionConfig;
 
-use super::entry::{record, removal};
+use super::connect::Conn;
+use super::entry::{field, record, removal};
 use super::{timed, RedisStore, COMMAND_TIMEOUT, FOLLOW_BATCH};
 use crate::store::{Follow, Followed, Record, StoreError};
 
 impl RedisStore {
-    async fn reader_conn(
-        &self,
-        reader: usize,
-        wait: Duration,
-    ) -> Result<MultiplexedConnection, StoreError> {
+    /// The slot a reader's commands go to (on a Cluster, its partition's).
+    fn reader_home(&self, reader: usize) -> u16 {
+        if self.layout.is_partitioned() {
+            self.layout.slot(reader)
+        } else {
+            0
+        }
+    }
+
+    async fn reader_conn(&self, reader: usize, wait: Duration) -> Result<Conn, StoreError> {
         let slot = self.reader_slot(reader)?;
         let mut slot = slot.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        if let Some((c, made)) = slot.as_ref() {
+            if *made == self.conns.generation() {
+                return Ok(c.clone());
+            }
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(wait + COMMAND_TIMEOUT);
-        let mut c = timed(
-            COMMAND_TIMEOUT,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await?;
-        let id: i64 = timed(
-            COMMAND_TIMEOUT,
-            redis::cmd("CLIENT").arg("ID").query_async(&mut c),
-        )
-        .await?;
+        let made = self.conns.generation();
+        let mut c = self.conns.reader(wait).await?;
+        let id: i64 = c
+            .on_slot(
+                &redis::cmd("CLIENT").arg("ID").clone(),
+                self.reader_home(reader),
+            )
+            .await?;
         self.reader_ids[reader].store(id, Ordering::Relaxed);
-        *slot = Some(c.clone());
+        *slot = Some((c.clone(), made));
         Ok(c)
     }
 
-    fn reader_slot(
-        &self,
-        reader: usize,
-    ) -> Result<&tokio::sync::Mutex<Option<MultiplexedConnection>>, StoreError> {
+    fn reader_slot(&self, reader: usize) -> Result<&ReaderSlot, StoreError> {
         self.readers
             .get(reader)
             .ok_or_else(|| StoreError::Unavailable(format!("no live reader {reader}")))
@@ -66,14 +70,15 @@ impl RedisStore {
         wait: Duration,
     ) -> Result<Followed, StoreError> {
         let mut c = self.reader_conn(reader, wait).await?;
-        // Reader 0 also follows the removals stream, from where it stood.
-        let mut removals_seen = match reader {
-            0 => Some(self.removals_seen.lock().await),
-            _ => None,
+        // A reader that follows removals reads them from where it stood.
+        let mut removals_seen = match self.removals_seen.get(reader) {
+            Some(seen) => Some(seen.lock().await),
+            None => None,
         };
+        let removals = self.removals_key(reader);
         if let Some(seen) = removals_seen.as_mut() {
             if seen.is_none() {
-                **seen = Some(self.removals_tail(&mut c).await?);
+                **seen = Some(self.removals_tail(&mut c, &removals).await?);
             }
         }
         let mut cmd = redis::cmd("XREAD");
@@ -85,7 +90,6 @@ impl RedisStore {
         for f in from {
             cmd.arg(self.key(&f.name, "log"));
         }
-        let removals = self.removals_key();
         if removals_seen.is_some() {
             cmd.arg(&removals);
         }
@@ -122,19 +126,33 @@ impl RedisStore {
             else {
                 continue;
             };
-            let prefix = from[i].prefix.as_deref();
-            let records: Vec<Record> = key.ids.iter().filter_map(|e| record(e, prefix)).collect();
-            out.records.push((i, records));
+            let prefix = from[i].prefix.as_deref().filter(|p| !p.is_empty());
+            let mut records: Vec<Record> = Vec::new();
+            for e in &key.ids {
+                let own = field(e, "p").filter(|p| !p.is_empty());
+                if let (Some(mine), Some(own)) = (prefix, own.as_deref()) {
+                    if mine != own {
+                        // Fenced by a failover, or made anew: the ids that
+                        // follow are not the ones the subscribers count.
+                        out.broken.push(i);
+                        break;
+                    }
+                }
+                records.extend(record(e, prefix));
+            }
+            if !records.is_empty() {
+                out.records.push((i, records));
+            }
         }
         Ok(out)
     }
 
     /// The id of the newest removal, where following the removals starts.
-    async fn removals_tail(&self, c: &mut MultiplexedConnection) -> Result<String, StoreError> {
+    async fn removals_tail(&self, c: &mut Conn, removals: &str) -> Result<String, StoreError> {
         let newest: StreamRangeReply = timed(
             COMMAND_TIMEOUT,
             redis::cmd("XREVRANGE")
-                .arg(self.removals_key())
+                .arg(removals)
                 .arg("+")
                 .arg("-")
                 .arg("COUNT")
@@ -160,14 +178,15 @@ impl RedisStore {
             return;
         }
         if let Ok(mut c) = self.conn().await {
-            let _: Result<i64, _> = timed(
-                COMMAND_TIMEOUT,
-                redis::cmd("CLIENT")
-                    .arg("UNBLOCK")
-                    .arg(id)
-                    .query_async(&mut c),
-            )
-            .await;
+            let _: Result<i64, _> = c
+                .on_slot(
+                    redis::cmd("CLIENT").arg("UNBLOCK").arg(id),
+                    self.reader_home(reader),
+                )
+                .await;
         }
     }
 }
+
+/// A live reader's connection and the connector generation it was made in.
+pub(super) type ReaderSlot = tokio::sync::Mutex<Option<(Conn, u64)>>;

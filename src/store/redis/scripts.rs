@@ -7,17 +7,63 @@
 //! `StoreError`. Times come from Redis (`TIME`), so nodes' clocks never
 //! disagree about an expiry.
 
+/// Detects that the master the script runs on is not the one that last
+/// wrote a stream: a replica promoted by a failover, which may lack the
+/// newest writes of the old master (replication is asynchronous).
+///
+/// Each stream's meta hash keeps `rid`, the replication id of the master
+/// that last wrote it. A master that was promoted has a non-zero
+/// `master_replid2`; one restarted (or new) has not. `fence(meta, fresh)`
+/// records the current id, and when the stream was last written by another
+/// master and this one was promoted, gives the stream a new wire prefix
+/// (`fresh`) and keeps the old one in `prev`: ids given after the failover
+/// can then never be mistaken for ids the old master gave and lost, and a
+/// subscriber holding an old id is answered with `event: reset`. Returns
+/// whether it fenced.
+const FENCE: &str = r#"
+local function fence(meta, fresh)
+  local info = redis.call('INFO', 'replication')
+  local rid = string.match(info, 'master_replid:(%w+)') or ''
+  local rid2 = string.match(info, 'master_replid2:(%w+)') or ''
+  local was = redis.call('HGET', meta, 'rid')
+  if was == rid then return false end
+  redis.call('HSET', meta, 'rid', rid)
+  if (not was) or rid2 == '' or string.match(rid2, '^0+$') then return false end
+  local old = redis.call('HGET', meta, 'prefix')
+  if not old then return false end
+  redis.call('HSET', meta, 'prev', old, 'prefix', fresh)
+  return true
+end
+"#;
+
+/// A limit on streams an append or create checks: a number (checked here,
+/// against this partition's index: exact with one partition), `ask` (a new
+/// stream returns -6 and the node counts every partition), or `admitted`
+/// (the node has counted).
+const LIMIT: &str = r#"
+local function over_limit(index, name, limit, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  if limit == 'admitted' or redis.call('ZSCORE', index, name) then return nil end
+  if limit == 'ask' then return -6 end
+  if redis.call('ZCARD', index) >= tonumber(limit) then return -4 end
+  return nil
+end
+"#;
+
 /// Appends one event.
 ///
 /// KEYS: log, meta, index, lease, generations, idem (hash), idemz (zset).
 /// ARGV: name, type ('' = message), data, terminal ('1'/'0'), max events,
-/// max bytes, max age (ms), max streams, mode ('append' or 'orphan'),
+/// max bytes, max age (ms), the limit on streams (see `LIMIT`), mode
+/// ('append' or 'orphan'),
 /// epoch (the prefix of a stream this append creates), idempotency key
 /// ('' = none), its request fingerprint.
 ///
 /// Returns `{id, prefix, fresh}` (`fresh` 0 when the key had been seen and
 /// nothing was stored), or `{-1}` finished, `{-2}` nothing to end, `{-3}`
-/// lease still held, `{-4}` too many streams, `{-5}` key reused.
+/// lease still held, `{-4}` too many streams, `{-5}` key reused, `{-6}`
+/// count the streams first. A stream written by another master before a
+/// failover is fenced first (see `FENCE`).
 ///
 /// The id comes from `HINCRBY meta last 1` and is written as the entry id
 /// `0-<id>`, so `XRANGE`/`XREAD` order is id order. Each entry also carries
@@ -29,8 +75,13 @@
 /// after the last append. The index is a sorted set scored by each
 /// stream's expiry, so streams that expired leave it before the limit on
 /// streams is checked.
-pub const APPEND: &str = r#"
+pub fn append() -> String {
+    [FENCE, LIMIT, APPEND_BODY].concat()
+}
+
+const APPEND_BODY: &str = r#"
 local fin = redis.call('HGET', KEYS[2], 'fin')
+if fin then fence(KEYS[2], ARGV[10]) end
 if ARGV[9] == 'orphan' then
   if redis.call('EXISTS', KEYS[4]) == 1 then return {-3} end
   if (not fin) or fin == '1' then
@@ -45,19 +96,21 @@ if ARGV[11] ~= '' and fin then
   local seen = redis.call('HGET', KEYS[6], ARGV[11])
   if seen then
     local sep = string.find(seen, ':', 1, true)
-    if string.sub(seen, sep + 1) ~= ARGV[12] then return {-5} end
-    return {tonumber(string.sub(seen, 1, sep - 1)), redis.call('HGET', KEYS[2], 'prefix') or '', 0}
+    local sep2 = string.find(seen, ':', sep + 1, true)
+    local fp = string.sub(seen, sep + 1, (sep2 or 0) - 1)
+    if fp ~= ARGV[12] then return {-5} end
+    local was = redis.call('HGET', KEYS[2], 'prefix') or ''
+    if sep2 then was = string.sub(seen, sep2 + 1) end
+    return {tonumber(string.sub(seen, 1, sep - 1)), was, 0}
   end
 end
 if fin == '1' then return {-1} end
 if not fin then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if (not redis.call('ZSCORE', KEYS[3], ARGV[1]))
-     and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
-    return {-4}
-  end
+  local refused = over_limit(KEYS[3], ARGV[1], ARGV[8], now)
+  if refused then return {refused} end
   redis.call('DEL', KEYS[1], KEYS[6], KEYS[7])
   redis.call('HSET', KEYS[2], 'prefix', ARGV[10], 'bytes', 0)
+  fence(KEYS[2], ARGV[10])
 end
 local id = redis.call('HINCRBY', KEYS[2], 'last', 1)
 local prefix = redis.call('HGET', KEYS[2], 'prefix') or ''
@@ -87,7 +140,7 @@ for _ = 1, 1000 do
   bytes = redis.call('HINCRBY', KEYS[2], 'bytes', -n)
 end
 if ARGV[11] ~= '' then
-  redis.call('HSET', KEYS[6], ARGV[11], id .. ':' .. ARGV[12])
+  redis.call('HSET', KEYS[6], ARGV[11], id .. ':' .. ARGV[12] .. ':' .. prefix)
   redis.call('ZADD', KEYS[7], now, ARGV[11])
   local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', cutoff)
   local extra = redis.call('ZCARD', KEYS[7]) - math.max(tonumber(ARGV[5]), 1)
@@ -105,18 +158,33 @@ return {id, prefix, 1}
 
 /// Creates an empty stream with a wire prefix and an owner.
 ///
-/// KEYS: meta, index. ARGV: name, prefix, owner ('' = none), max streams,
-/// max age (ms). Returns 1, or -1 exists, -4 too many streams.
-pub const CREATE: &str = r#"
+/// KEYS: meta, index. ARGV: name, prefix, owner ('' = none), the limit on
+/// streams (see `LIMIT`), max age (ms). Returns 1, or -1 exists, -4 too
+/// many streams, -6 count the streams first.
+pub fn create() -> String {
+    [FENCE, LIMIT, CREATE_BODY].concat()
+}
+
+const CREATE_BODY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return -4 end
+local refused = over_limit(KEYS[2], ARGV[1], ARGV[4], now)
+if refused then return refused end
 redis.call('HSET', KEYS[1], 'last', 0, 'fin', 0, 'bytes', 0, 'prefix', ARGV[2], 'owner', ARGV[3])
+fence(KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
+"#;
+
+/// Counts the streams of one partition that have not expired, dropping
+/// those that have from its index. KEYS: index. Returns the count.
+pub const COUNT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
 "#;
 
 /// Lists the streams that have not expired, dropping those that have from
