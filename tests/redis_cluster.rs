@@ -107,8 +107,8 @@ async fn streams_spread_over_every_shard_and_resume_across_nodes() {
 }
 
 #[tokio::test]
-async fn a_delete_and_the_stream_limit_span_every_shard() {
-    let c = OwnCluster::start(3, 1);
+async fn a_delete_the_stream_limit_and_health_span_every_shard() {
+    let mut c = OwnCluster::start(3, 1);
     let a = node(&c, &["--max-streams", "5"]);
     let b = node(&c, &["--max-streams", "5"]);
     // Five streams on whichever shards they fall: the sixth is refused
@@ -143,6 +143,16 @@ async fn a_delete_and_the_stream_limit_span_every_shard() {
         .await;
     // And its place is free again.
     publish_through(&b.base, "l5", "x").await;
+    // A dead replica takes no rill node out of service.
+    let replica = c.replicas()[0];
+    c.kill(replica);
+    for _ in 0..5 {
+        for n in [&a, &b] {
+            let res = reqwest::get(n.url("/healthz")).await.expect("healthz");
+            assert_eq!(res.status().as_u16(), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
@@ -159,6 +169,9 @@ async fn a_master_failover_is_followed_and_nothing_is_missed_silently() {
     f.until(LIMIT, |e| e.len() >= 20).await;
     let victim = master_of(&c, "f");
     c.kill(victim);
+    // One shard down leaves the node healthy: the other shards serve.
+    let res = reqwest::get(a.url("/healthz")).await.expect("healthz");
+    assert_eq!(res.status().as_u16(), 200);
     let mut refused = 0u32;
     let mut after = Vec::new();
     for i in 0..20 {

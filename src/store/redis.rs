@@ -439,9 +439,7 @@ impl Log for RedisStore {
     }
 
     async fn healthy(&self) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
-        let _: String = timed(COMMAND_TIMEOUT, redis::cmd("PING").query_async(&mut c)).await?;
-        Ok(())
+        self.conn().await?.ping().await
     }
 
     async fn claim(

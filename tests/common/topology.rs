@@ -204,6 +204,14 @@ impl OwnCluster {
             .collect()
     }
 
+    /// The ports of the live replicas.
+    pub fn replicas(&self) -> Vec<u16> {
+        self.live_ports()
+            .into_iter()
+            .filter(|&p| info(p, "replication").contains("role:slave"))
+            .collect()
+    }
+
     /// Keys under `pattern` (a `SCAN MATCH` glob) on the node at `port`.
     pub fn keys_on(&self, port: u16, pattern: &str) -> Vec<String> {
         let Some(mut c) = conn(port) else {

@@ -22,7 +22,9 @@ use redis::aio::{
 };
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, RedisFuture, Value};
 
@@ -136,6 +138,28 @@ impl Conn {
             }
             other => timed(COMMAND_TIMEOUT, cmd.query_async(other)).await,
         }
+    }
+
+    /// Whether the deployment answers: `PING` to the server, or on a
+    /// Cluster to every master, healthy when at least one answers. Not when
+    /// all do: one shard's master that is down (and failing over) should
+    /// not take every rill node out of a load balancer, since streams on
+    /// the other shards are still served.
+    pub async fn ping(&mut self) -> Result<(), StoreError> {
+        let ping = redis::cmd("PING");
+        let _: String = match self {
+            Conn::Cluster(c) => {
+                let route = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::OneSucceeded),
+                ));
+                let v = timed(COMMAND_TIMEOUT, c.route_command(&ping, route)).await?;
+                redis::from_redis_value(&v)
+                    .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?
+            }
+            other => timed(COMMAND_TIMEOUT, ping.query_async(other)).await?,
+        };
+        Ok(())
     }
 }
 
