@@ -77,8 +77,12 @@ for _ in 1 2 3; do
   seeds+=("127.0.0.1:$p")
 done
 redis-cli --cluster create "${seeds[@]}" --cluster-yes >/dev/null
-for _ in $(seq 100); do
-  redis-cli -p "${seeds[0]#*:}" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+# Every node must know the slot map before the first publish, or the first
+# one may be answered CLUSTERDOWN.
+for seed in "${seeds[@]}"; do
+  for _ in $(seq 100); do
+    redis-cli -p "${seed#*:}" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+  done
 done
 cluster="redis+cluster://$(IFS=,; echo "${seeds[*]}")"
 ca=$(spare); cb=$(spare)
