@@ -30,6 +30,7 @@ fn store_with(
     };
     let retention = Retention {
         max_events,
+        generation_events: 5,
         max_bytes,
         max_age,
     };
@@ -111,6 +112,13 @@ async fn retention_by_count_and_bytes_moves_first_retained() {
     let listed = by_bytes.list().await.unwrap();
     let info = listed.iter().find(|i| i.name == "bytes").expect("listed");
     assert_eq!((info.retained_events, info.retained_bytes), (2, 20));
+    // A generation's stream keeps its whole answer (here: 5 events).
+    let answer = name("gen-0a1b");
+    for i in 0..10 {
+        append(&by_count, &answer, &i.to_string()).await;
+    }
+    let got = by_count.read_after(&answer, EventId(0), 100).await.unwrap();
+    assert_eq!(ids(&got), vec![6, 7, 8, 9, 10]);
 }
 
 #[tokio::test]

@@ -121,7 +121,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RILL_UPSTREAM_TIMEOUT_SECS", default_value_t = 60)]
     pub upstream_timeout_secs: u64,
 
-    /// Events kept per stream.
+    /// Events kept per stream. A generation's stream keeps at least twice
+    /// --max-output-tokens plus 64, so a whole answer can be replayed.
     #[arg(long, env = "RILL_RETENTION_EVENTS", default_value_t = 1000)]
     pub retention_events: usize,
 
@@ -365,6 +366,11 @@ impl ServeArgs {
     pub fn retention(&self) -> Retention {
         Retention {
             max_events: self.retention_events,
+            // Text and reasoning can each take the whole token cap; a few
+            // more for tool calls and the closing events.
+            generation_events: (self.generation.max_output_tokens as usize)
+                .saturating_mul(2)
+                .saturating_add(64),
             max_bytes: self.retention_bytes,
             max_age: Duration::from_secs(self.retention_secs),
         }

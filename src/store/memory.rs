@@ -224,7 +224,7 @@ impl LogTrait for MemoryStore {
         let key_bytes = key.map_or(0, Keys::cost);
         self.reserve(
             frame.len() + key_bytes,
-            log.would_free(frame.len(), &self.retention),
+            log.would_free(frame.len(), &self.retention.for_stream(name)),
         )?;
         let record = Record {
             id,
@@ -239,7 +239,7 @@ impl LogTrait for MemoryStore {
         if let Some(key) = key {
             log.keys.remember(key, id, now);
         }
-        let freed = log.evict(&self.retention, now);
+        let freed = log.evict(&self.retention.for_stream(name), now);
         self.release(freed);
         Ok(Appended {
             id,
@@ -261,7 +261,7 @@ impl LogTrait for MemoryStore {
             });
         };
         let mut log = lock(&log);
-        let freed = log.evict(&self.retention, Instant::now());
+        let freed = log.evict(&self.retention.for_stream(name), Instant::now());
         self.release(freed);
         let first = log.first_retained();
         // Ids in the ring are consecutive, so the start is found by arithmetic.
@@ -323,7 +323,7 @@ impl LogTrait for MemoryStore {
             let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
             map.retain(|name, log| {
                 let mut log = lock(log);
-                freed += log.evict(&self.retention, now);
+                freed += log.evict(&self.retention.for_stream(name), now);
                 let idle = log.events.is_empty()
                     && now.duration_since(log.touched) > self.retention.max_age;
                 if idle && !watched.contains(name) {

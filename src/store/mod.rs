@@ -216,10 +216,30 @@ pub struct StreamInfo {
 pub struct Retention {
     /// Most events kept per stream.
     pub max_events: usize,
+    /// Most events kept per generation stream (`gen-*`), if more than
+    /// `max_events`: enough for the longest answer the token cap allows,
+    /// so a generation can be replayed from its first token until it
+    /// expires.
+    pub generation_events: usize,
     /// Most encoded bytes kept per stream.
     pub max_bytes: usize,
     /// Oldest event kept, by age.
     pub max_age: Duration,
+}
+
+impl Retention {
+    /// The retention of stream `name`: generation streams keep at least
+    /// `generation_events` events.
+    pub fn for_stream(&self, name: &StreamName) -> Retention {
+        let mut r = *self;
+        if name
+            .as_str()
+            .starts_with(crate::generation::GENERATION_PREFIX)
+        {
+            r.max_events = r.max_events.max(r.generation_events);
+        }
+        r
+    }
 }
 
 /// What a new stream is made with.

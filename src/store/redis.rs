@@ -261,7 +261,7 @@ impl RedisStore {
             .arg(kind)
             .arg(&draft.data)
             .arg(if draft.terminal { "1" } else { "0" })
-            .arg(self.retention.max_events)
+            .arg(self.retention.for_stream(name).max_events)
             .arg(self.retention.max_bytes)
             .arg(self.max_age_ms())
             .arg(self.limit(admitted))

@@ -5,6 +5,7 @@ fn store(max_events: usize) -> MemoryStore {
     MemoryStore::new(
         Retention {
             max_events,
+            generation_events: 0,
             max_bytes: usize::MAX,
             max_age: Duration::from_secs(3600),
         },
@@ -110,6 +111,7 @@ async fn the_byte_budget_refuses_publishes_and_frees_with_retention() {
     let s = MemoryStore::new(
         Retention {
             max_events: 2,
+            generation_events: 0,
             max_bytes: usize::MAX,
             max_age: Duration::from_secs(3600),
         },
@@ -157,4 +159,32 @@ async fn claims_hold_a_value_for_the_same_request_only() {
         s.claim("alice", &other, "g4", ttl).await,
         Err(StoreError::KeyReused(_))
     ));
+}
+
+#[tokio::test]
+async fn a_generation_stream_keeps_its_whole_answer() {
+    let s = MemoryStore::new(
+        Retention {
+            max_events: 2,
+            generation_events: 5,
+            max_bytes: usize::MAX,
+            max_age: Duration::from_secs(3600),
+        },
+        10,
+        usize::MAX,
+    );
+    for stream in ["chat", "gen-0a1b"] {
+        for i in 0..8 {
+            append(&s, &name(stream), &format!("t{i}")).await;
+        }
+    }
+    let kept = |stream: &'static str| {
+        let s = &s;
+        async move {
+            let page = s.read_after(&name(stream), EventId::START, 100).await;
+            page.expect("read").records.len()
+        }
+    };
+    assert_eq!(kept("chat").await, 2);
+    assert_eq!(kept("gen-0a1b").await, 5);
 }
