@@ -299,7 +299,15 @@ async fn cancel_and_lookups_answer_as_openai_does() {
 
 #[tokio::test]
 async fn a_response_whose_start_is_past_retention_is_not_replayed() {
-    let server = TestServer::start(&["--mock-delay-ms", "1", "--retention-events", "5"]);
+    // A generation keeps its whole answer by count; bytes still bound it.
+    let server = TestServer::start(&[
+        "--mock-delay-ms",
+        "1",
+        "--max-event-bytes",
+        "100",
+        "--retention-bytes",
+        "300",
+    ]);
     let r = create(
         &server,
         json!({"input": "planets", "background": true, "stream": true}),
