@@ -71,9 +71,9 @@ pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// `--subscriber-buffer` (256) so one batch cannot overrun a live ring and
 /// push every subscriber into a catch-up read.
 pub(crate) const FOLLOW_BATCH: usize = 128;
-/// What an append or create says when the node must count the streams of
-/// every partition before a new one is made.
-const ASK: &str = "count the streams first";
+/// What an append or create script says when the node must count the
+/// streams of every partition before a new one is made.
+struct CountFirst;
 
 /// How to reach Redis and lay out keys.
 #[derive(Debug, Clone)]
@@ -220,6 +220,22 @@ impl RedisStore {
         }
     }
 
+    /// Runs a script that may make a stream, `once(limit)`: when it asks,
+    /// counts every partition (see [`RedisStore::admit`]) and runs it again
+    /// as admitted.
+    async fn admitting<T, Fut>(&self, mut once: impl FnMut(String) -> Fut) -> Result<T, StoreError>
+    where
+        Fut: std::future::Future<Output = Result<Result<T, CountFirst>, StoreError>>,
+    {
+        if let Ok(done) = once(self.limit(false)).await? {
+            return Ok(done);
+        }
+        self.admit().await?;
+        once(self.limit(true)).await?.map_err(|CountFirst| {
+            StoreError::Unavailable("redis asked to count the streams of an admitted one".into())
+        })
+    }
+
     pub(crate) async fn append_as(
         &self,
         name: &StreamName,
@@ -227,16 +243,8 @@ impl RedisStore {
         key: Option<&IdempotencyKey>,
         mode: &str,
     ) -> Result<Option<Appended>, StoreError> {
-        let mut admitted = false;
-        loop {
-            match self.append_once(name, draft, key, mode, admitted).await {
-                Err(StoreError::Unavailable(e)) if e == ASK && !admitted => {
-                    self.admit().await?;
-                    admitted = true;
-                }
-                other => return other,
-            }
-        }
+        self.admitting(move |limit| self.append_once(name, draft, key, mode, limit))
+            .await
     }
 
     async fn append_once(
@@ -245,8 +253,8 @@ impl RedisStore {
         draft: &Draft,
         key: Option<&IdempotencyKey>,
         mode: &str,
-        admitted: bool,
-    ) -> Result<Option<Appended>, StoreError> {
+        limit: String,
+    ) -> Result<Result<Option<Appended>, CountFirst>, StoreError> {
         let mut c = self.conn().await?;
         let kind = draft.event_type.as_ref().map_or("", |t| t.as_str());
         let mut call = self.scripts.append.prepare_invoke();
@@ -264,7 +272,7 @@ impl RedisStore {
             .arg(self.retention.for_stream(name).max_events)
             .arg(self.retention.max_bytes)
             .arg(self.max_age_ms())
-            .arg(self.limit(admitted))
+            .arg(limit)
             .arg(mode)
             .arg(new_epoch())
             .arg(key.map_or("", |k| k.key.as_str()))
@@ -276,12 +284,12 @@ impl RedisStore {
             .unwrap_or(-99);
         match code {
             -1 => Err(StoreError::Finished(name.clone())),
-            -2 | -3 => Ok(None),
+            -2 | -3 => Ok(Ok(None)),
             -4 => Err(StoreError::TooManyStreams(self.max_streams)),
             -5 => Err(StoreError::KeyReused(
                 key.map(|k| k.key.clone()).unwrap_or_default(),
             )),
-            -6 => Err(StoreError::Unavailable(ASK.into())),
+            -6 => Ok(Err(CountFirst)),
             id if id > 0 => {
                 let text = |i: usize| -> String {
                     reply
@@ -292,7 +300,7 @@ impl RedisStore {
                 let id = EventId(id as u64);
                 let prefix = Some(text(1)).filter(|p| !p.is_empty());
                 let fresh = text(2) == "1";
-                Ok(Some(Appended {
+                Ok(Ok(Some(Appended {
                     id,
                     record: fresh.then(|| super::Record {
                         id,
@@ -300,7 +308,7 @@ impl RedisStore {
                         terminal: draft.terminal,
                     }),
                     prefix,
-                }))
+                })))
             }
             other => Err(StoreError::Unavailable(format!(
                 "redis append answered {other}"
@@ -312,8 +320,8 @@ impl RedisStore {
 #[async_trait]
 impl Log for RedisStore {
     async fn create(&self, name: &StreamName, spec: StreamSpec) -> Result<(), StoreError> {
-        let mut admitted = false;
-        loop {
+        let spec = &spec;
+        self.admitting(move |limit| async move {
             let mut c = self.conn().await?;
             let mut call = self.scripts.create.prepare_invoke();
             call.key(self.key(name, "meta"))
@@ -321,19 +329,17 @@ impl Log for RedisStore {
                 .arg(name.as_str())
                 .arg(&spec.prefix)
                 .arg(spec.owner.as_deref().unwrap_or_default())
-                .arg(self.limit(admitted))
+                .arg(limit)
                 .arg(self.max_age_ms());
             let code: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
             match code {
-                -1 => return Err(StoreError::Exists(name.clone())),
-                -4 => return Err(StoreError::TooManyStreams(self.max_streams)),
-                -6 if !admitted => {
-                    self.admit().await?;
-                    admitted = true;
-                }
-                _ => return Ok(()),
+                -1 => Err(StoreError::Exists(name.clone())),
+                -4 => Err(StoreError::TooManyStreams(self.max_streams)),
+                -6 => Ok(Err(CountFirst)),
+                _ => Ok(Ok(())),
             }
-        }
+        })
+        .await
     }
 
     async fn append(

@@ -127,17 +127,12 @@ impl Conn {
         cmd: &Cmd,
         slot: u16,
     ) -> Result<T, StoreError> {
-        match self {
-            Conn::Cluster(c) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::new(slot, SlotAddr::Master),
-                ));
-                let v = timed(COMMAND_TIMEOUT, c.route_command(cmd, route)).await?;
-                redis::from_redis_value(&v)
-                    .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
-            }
-            other => timed(COMMAND_TIMEOUT, cmd.query_async(other)).await,
-        }
+        let master = Route::new(slot, SlotAddr::Master);
+        self.routed(
+            cmd,
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master)),
+        )
+        .await
     }
 
     /// Whether the deployment answers: `PING` to the server, or on a
@@ -146,20 +141,39 @@ impl Conn {
     /// not take every rill node out of a load balancer, since streams on
     /// the other shards are still served.
     pub async fn ping(&mut self) -> Result<(), StoreError> {
-        let ping = redis::cmd("PING");
-        let _: String = match self {
-            Conn::Cluster(c) => {
-                let route = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::OneSucceeded),
-                ));
-                let v = timed(COMMAND_TIMEOUT, c.route_command(&ping, route)).await?;
-                redis::from_redis_value(&v)
-                    .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?
-            }
-            other => timed(COMMAND_TIMEOUT, ping.query_async(other)).await?,
-        };
+        let any_master = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::OneSucceeded),
+        ));
+        let _: String = self.routed(&redis::cmd("PING"), any_master).await?;
         Ok(())
+    }
+
+    /// Runs `cmd` where `route` says on a Cluster; on one server, on it.
+    async fn routed<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        route: RoutingInfo,
+    ) -> Result<T, StoreError> {
+        match self {
+            Conn::Cluster(c) => {
+                let v = timed(COMMAND_TIMEOUT, c.route_command(cmd, route)).await?;
+                redis::from_redis_value(&v)
+                    .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
+            }
+            other => timed(COMMAND_TIMEOUT, cmd.query_async(other)).await,
+        }
+    }
+
+    /// Whether a command on this connection failed as a lost Sentinel
+    /// master fails, so the master must be found again.
+    fn is_stale(&self) -> bool {
+        match self {
+            Conn::Single { stale, .. } | Conn::Direct { stale, .. } => {
+                stale.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+            }
+            Conn::Cluster(_) => false,
+        }
     }
 }
 
@@ -172,7 +186,7 @@ enum Target {
 /// Makes connections to the deployment and keeps the shared one.
 pub struct Connector {
     target: Target,
-    shared: tokio::sync::Mutex<Option<(Conn, Option<Arc<AtomicBool>>)>>,
+    shared: tokio::sync::Mutex<Option<Conn>>,
     /// Bumped whenever a lost Sentinel master is replaced, so live readers
     /// move to the new master too.
     generation: AtomicU64,
@@ -212,10 +226,8 @@ impl Connector {
     /// again after a Sentinel master was lost).
     pub async fn shared(&self) -> Result<Conn, StoreError> {
         let mut slot = self.shared.lock().await;
-        if let Some((c, stale)) = slot.as_ref() {
-            if !stale.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
-                return Ok(c.clone());
-            }
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_stale()) {
+            return Ok(c.clone());
         }
         if slot.take().is_some() {
             self.generation.fetch_add(1, Ordering::Relaxed);
@@ -236,11 +248,7 @@ impl Connector {
                 Conn::Cluster(timed(COMMAND_TIMEOUT, client.get_async_connection()).await?)
             }
         };
-        let stale = match &c {
-            Conn::Single { stale, .. } => stale.clone(),
-            _ => None,
-        };
-        *slot = Some((c.clone(), stale));
+        *slot = Some(c.clone());
         Ok(c)
     }
 
