@@ -55,7 +55,24 @@ pub struct Call<'a> {
     pub body: &'a [u8],
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// A request to `route`, from the handler's extractors.
+    pub fn new(
+        route: &'static str,
+        headers: &'a HeaderMap,
+        grant: &'a Option<axum::Extension<Grant>>,
+        peer: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
+        body: &'a [u8],
+    ) -> Self {
+        Call {
+            route,
+            headers,
+            grant: grant.as_deref(),
+            peer: peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a),
+            body,
+        }
+    }
+
     /// The body, read as JSON of type `T`.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, OpenAiError> {
         if !is_json(self.headers) {
@@ -68,6 +85,11 @@ impl Call<'_> {
         serde_json::from_slice(self.body)
             .map_err(|e| OpenAiError::invalid(format!("the request body is not valid: {e}"), None))
     }
+}
+
+/// An answer, or the error in OpenAI's shape.
+pub fn answered(answer: Result<axum::response::Response, OpenAiError>) -> axum::response::Response {
+    answer.unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
 /// Checks `request` against the policy and starts it.

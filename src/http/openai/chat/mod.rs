@@ -22,7 +22,7 @@ use axum::{Extension, Json};
 use super::error::OpenAiError;
 use super::feed::{Feed, Read};
 use super::sse::{self, Step};
-use super::{name_generation, now_secs, start, Call};
+use super::{answered, name_generation, now_secs, start, Call};
 use crate::auth::Grant;
 use crate::generation::Lifetime;
 use crate::http::AppState;
@@ -50,17 +50,8 @@ pub async fn create(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> Response {
-    let call = Call {
-        route: "/v1/chat/completions",
-        headers: &headers,
-        grant: grant.as_deref(),
-        peer: peer.map(|Extension(ConnectInfo(a))| a),
-        body: &body,
-    };
-    match answer(&st, &call).await {
-        Ok(res) => res,
-        Err(e) => e.into_response(),
-    }
+    let call = Call::new("/v1/chat/completions", &headers, &grant, peer, &body);
+    answered(answer(&st, &call).await)
 }
 
 async fn answer(st: &AppState, call: &Call<'_>) -> Result<Response, OpenAiError> {

@@ -29,7 +29,7 @@ use serde_json::Value;
 use super::error::OpenAiError;
 use super::feed::{stored, Feed, Read};
 use super::sse::{self, Step};
-use super::{name_generation, now_secs, start, Call};
+use super::{answered, name_generation, now_secs, start, Call};
 use crate::auth::{Grant, Right};
 use crate::generation::{Generations, Lifetime};
 use crate::http::error::ApiError;
@@ -66,13 +66,7 @@ pub async fn create(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> Response {
-    let call = Call {
-        route: "/v1/responses",
-        headers: &headers,
-        grant: grant.as_deref(),
-        peer: peer.map(|Extension(ConnectInfo(a))| a),
-        body: &body,
-    };
+    let call = Call::new("/v1/responses", &headers, &grant, peer, &body);
     answered(create_answer(&st, &call).await)
 }
 
@@ -210,10 +204,6 @@ async fn cancel_answer(
         }
     }
     Ok(Json(snapshot(st, &name, head, id).await?).into_response())
-}
-
-fn answered(answer: Result<Response, OpenAiError>) -> Response {
-    answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The response `id`'s generation stream and head, if `grant` may reach it
