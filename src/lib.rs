@@ -13,6 +13,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod durable;
 pub mod generation;
 pub mod http;
 pub mod hub;

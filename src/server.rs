@@ -25,6 +25,7 @@ use crate::config::{BackendKind, ConfigError, ServeArgs};
 use crate::generation::Generations;
 use crate::http::accept::ServeOptions;
 use crate::http::demo::SeedAnswer;
+use crate::http::durable::DurableState;
 use crate::http::ops::{Detail, OpsView};
 use crate::http::{self, AppState};
 use crate::hub::Hub;
@@ -93,6 +94,7 @@ pub fn build(args: &ServeArgs, shutdown: CancellationToken) -> Result<AppState, 
         policy: Arc::new(args.generation.policy()),
         max_event_bytes: args.max_event_bytes,
         metrics: crate::metrics::install(),
+        durable: Arc::new(DurableState::new(Duration::from_secs(args.long_poll_secs))),
     })
 }
 

@@ -134,6 +134,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RILL_RETENTION_SECS", default_value_t = 3600)]
     pub retention_secs: u64,
 
+    /// Seconds a Durable Streams long-poll (`/v1/stream/{name}?live=long-poll`)
+    /// waits for data before it answers 204.
+    #[arg(long, env = "RILL_LONG_POLL_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub long_poll_secs: u64,
+
     /// Largest event data accepted, in bytes (larger publishes get 413).
     #[arg(long, env = "RILL_MAX_EVENT_BYTES", default_value_t = 1024 * 1024)]
     pub max_event_bytes: usize,

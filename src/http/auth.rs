@@ -99,6 +99,11 @@ pub fn need(method: &Method, path: &str, name: Option<&str>) -> Need {
         ("/v1/streams/{name}", &Method::DELETE) if generation => owner_or(stream(Right::Publish)),
         ("/v1/streams/{name}", &Method::GET | &Method::HEAD) => stream(Right::Subscribe),
         ("/v1/streams/{name}", _) => stream(Right::Publish),
+        ("/v1/stream/{name}", &Method::GET | &Method::HEAD) if generation => {
+            owner_or(stream(Right::Subscribe))
+        }
+        ("/v1/stream/{name}", &Method::GET | &Method::HEAD) => stream(Right::Subscribe),
+        ("/v1/stream/{name}", _) => stream(Right::Publish),
         ("/v1/generations" | "/v1/chat/completions" | "/v1/responses", _) => Need::StartGeneration,
         ("/v1/generations/{id}/cancel" | "/v1/responses/{id}/cancel", _) => {
             owner_or(Need::Generate)

@@ -18,20 +18,39 @@ pub fn apply(app: Router, origins: &[String]) -> Result<Router, ConfigError> {
     if origins.is_empty() {
         return Ok(app);
     }
+    let protocol = |names: &[&'static str]| {
+        names
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect::<Vec<_>>()
+    };
+    let mut allow = vec![
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        header::ACCEPT,
+        header::CACHE_CONTROL,
+        HeaderName::from_static("last-event-id"),
+        HeaderName::from_static("idempotency-key"),
+    ];
+    allow.extend(protocol(&crate::http::durable::REQUEST_HEADERS));
+    let mut expose = vec![
+        HeaderName::from_static("x-generation-id"),
+        header::RETRY_AFTER,
+        header::WWW_AUTHENTICATE,
+        header::ETAG,
+        header::LOCATION,
+    ];
+    expose.extend(protocol(&crate::http::durable::RESPONSE_HEADERS));
     let base = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            header::CACHE_CONTROL,
-            HeaderName::from_static("last-event-id"),
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
         ])
-        .expose_headers([
-            HeaderName::from_static("x-generation-id"),
-            header::RETRY_AFTER,
-            header::WWW_AUTHENTICATE,
-        ])
+        .allow_headers(allow)
+        .expose_headers(expose)
         .max_age(Duration::from_secs(600));
     let layer = if origins.iter().any(|o| o == "*") {
         base.allow_origin(Any)

@@ -3,6 +3,7 @@
 //! One file per route group: [`demo`] (the seed's page and `/sse`),
 //! [`streams`] (publish, subscribe, list, delete), [`generations`] (model
 //! back-ends), [`openai`] (the OpenAI-compatible views of generations),
+//! [`durable`] (the Durable Streams protocol at `/v1/stream/{name}`),
 //! [`ops`] (health, metrics, OpenAPI), [`client`] (the browser module
 //! `/rill.js`), [`probe`] (a known schedule of events for `rill probe`).
 //! [`sse`] turns a subscription into a response; [`error`] maps every
@@ -19,6 +20,7 @@ pub mod body;
 pub mod client;
 pub mod cors;
 pub mod demo;
+pub mod durable;
 pub mod error;
 pub mod generations;
 pub mod listener;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub max_event_bytes: usize,
     /// The Prometheus recorder, if one could be installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The Durable Streams routes' locks and timings.
+    pub durable: Arc<durable::DurableState>,
 }
 
 /// The public listener's routes; `view` says what its ops routes tell and
@@ -94,6 +98,15 @@ pub fn router(state: AppState, view: ops::OpsView) -> Router {
                 .layer(traced())
                 .post(streams::publish)
                 .delete(streams::remove),
+        )
+        .route(
+            "/v1/stream/{name}",
+            get(durable::read::get)
+                .head(durable::read::head)
+                .put(durable::write::create)
+                .post(durable::write::append)
+                .delete(durable::write::remove)
+                .layer(axum::middleware::map_response(durable::protect)),
         )
         .route("/v1/generations", post(generations::create))
         .route("/v1/generations/{id}/cancel", post(generations::cancel))

@@ -35,6 +35,7 @@ pub struct MemoryStore {
     budget: usize,
     used: AtomicUsize,
     claims: Mutex<Claims>,
+    attrs: Mutex<HashMap<StreamName, String>>,
 }
 
 #[derive(Debug)]
@@ -121,6 +122,7 @@ impl MemoryStore {
             budget,
             used: AtomicUsize::new(0),
             claims: Mutex::new(Claims::default()),
+            attrs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -309,6 +311,7 @@ impl LogTrait for MemoryStore {
             let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
             map.remove(name)
         };
+        lock(&self.attrs).remove(name);
         Ok(removed.map(|log| {
             let log = lock(&log);
             self.release(log.held());
@@ -319,6 +322,7 @@ impl LogTrait for MemoryStore {
     async fn sweep(&self, watched: &HashSet<StreamName>) {
         let now = Instant::now();
         let mut freed = 0;
+        let mut dropped = Vec::new();
         {
             let mut map = self.streams.write().unwrap_or_else(|e| e.into_inner());
             map.retain(|name, log| {
@@ -328,11 +332,17 @@ impl LogTrait for MemoryStore {
                     && now.duration_since(log.touched) > self.retention.max_age;
                 if idle && !watched.contains(name) {
                     freed += log.held();
+                    dropped.push(name.clone());
                     return false;
                 }
                 true
             });
         }
+        let mut attrs = lock(&self.attrs);
+        for name in &dropped {
+            attrs.remove(name);
+        }
+        drop(attrs);
         self.release(freed);
         lock(&self.claims).expire(now);
     }
@@ -350,6 +360,26 @@ impl LogTrait for MemoryStore {
     ) -> Result<Claim, StoreError> {
         let mut claims = lock(&self.claims);
         claims.claim(scope, key, value, Instant::now() + ttl, self.max_streams)
+    }
+
+    async fn attrs(&self, name: &StreamName) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.attrs).get(name).cloned())
+    }
+
+    async fn set_attrs(&self, name: &StreamName, attrs: Option<&str>) -> Result<(), StoreError> {
+        let mut map = lock(&self.attrs);
+        match attrs {
+            Some(a) => {
+                if !map.contains_key(name) && map.len() >= self.max_streams {
+                    return Err(StoreError::TooManyStreams(self.max_streams));
+                }
+                map.insert(name.clone(), a.to_owned());
+            }
+            None => {
+                map.remove(name);
+            }
+        }
+        Ok(())
     }
 }
 

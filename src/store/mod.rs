@@ -325,6 +325,16 @@ pub trait Log: Send + Sync + 'static {
         value: &str,
         ttl: Duration,
     ) -> Result<Claim, StoreError>;
+
+    /// The attributes kept beside stream `name` (the Durable Streams view
+    /// keeps its content type, expiry and producers here), if any. They
+    /// name the incarnation they belong to themselves: attributes outlive
+    /// neither a removal nor a sweep of their stream on this store, but a
+    /// shared store may still hold them for a while after.
+    async fn attrs(&self, name: &StreamName) -> Result<Option<String>, StoreError>;
+
+    /// Sets (`Some`) or clears (`None`) the attributes of stream `name`.
+    async fn set_attrs(&self, name: &StreamName, attrs: Option<&str>) -> Result<(), StoreError>;
 }
 
 /// The live side of a log that many nodes append to.

@@ -480,6 +480,29 @@ impl Log for RedisStore {
             ))),
         }
     }
+
+    async fn attrs(&self, name: &StreamName) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn().await?;
+        let get = redis::cmd("GET").arg(self.key(name, "attrs")).clone();
+        timed(COMMAND_TIMEOUT, get.query_async(&mut c)).await
+    }
+
+    async fn set_attrs(&self, name: &StreamName, attrs: Option<&str>) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let key = self.key(name, "attrs");
+        let cmd = match attrs {
+            // They last as long as the stream's events can: a stream's keys
+            // expire one retention age after its last write.
+            Some(a) => redis::cmd("SET")
+                .arg(key)
+                .arg(a)
+                .arg("PX")
+                .arg(self.max_age_ms())
+                .clone(),
+            None => redis::cmd("DEL").arg(key).clone(),
+        };
+        timed(COMMAND_TIMEOUT, cmd.query_async::<()>(&mut c)).await
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,521 @@
+//! `PUT`, `POST` and `DELETE` on `/v1/stream/{name}`: create, append and
+//! close, delete.
+//!
+//! A stream's writes on this node run one at a time under its lock, so a
+//! producer's checks and its append see the same state. Across nodes the
+//! append itself is ordered by the store; producer retries are caught by
+//! the store's idempotency keys even when two nodes race.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode, Uri};
+use axum::response::Response;
+use axum::Extension;
+
+use super::{answer, checked_name, closing, fork, set, text, DsError, Stream, CLOSED};
+use super::{EXPECTED_SEQ, EXPIRES_AT, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQ};
+use super::{RECEIVED_SEQ, SEQ, TTL};
+use crate::auth::{Grant, Right};
+use crate::durable::message::{self, BodyError};
+use crate::durable::offset;
+use crate::durable::producer::{self, Stamp, Verdict};
+use crate::durable::{now_ms, same_type, Attrs};
+use crate::http::AppState;
+use crate::ids::StreamName;
+use crate::store::{new_epoch, Fnv, IdempotencyKey, StreamSpec};
+
+/// The content type of a stream created without one.
+const DEFAULT_TYPE: &str = "application/octet-stream";
+
+/// What a `PUT` asks for.
+#[derive(Debug, Clone)]
+pub struct Create {
+    /// The content type (the default when none was sent).
+    pub content_type: String,
+    /// Whether the request named one.
+    pub explicit_type: bool,
+    /// `Stream-TTL`.
+    pub ttl: Option<u64>,
+    /// `Stream-Expires-At`, as sent and in milliseconds.
+    pub expires_at: Option<(String, u64)>,
+    /// `Stream-Closed: true`.
+    pub closed: bool,
+}
+
+impl Create {
+    fn parse(h: &HeaderMap) -> Result<Create, DsError> {
+        let named = text(h, &header::CONTENT_TYPE).filter(|c| is_media_type(c));
+        let explicit_type = named.is_some();
+        let content_type = named.unwrap_or_else(|| DEFAULT_TYPE.to_owned());
+        let ttl = match text(h, &TTL) {
+            None => None,
+            Some(t) => Some(decimal(&t).ok_or_else(|| {
+                DsError::bad(
+                    "Stream-TTL is a whole number of seconds, without sign or leading zeros",
+                )
+            })?),
+        };
+        let expires_at = match text(h, &EXPIRES_AT) {
+            None => None,
+            Some(t) => Some((
+                t.clone(),
+                rfc3339_ms(&t)
+                    .ok_or_else(|| DsError::bad("Stream-Expires-At is an RFC 3339 timestamp"))?,
+            )),
+        };
+        if ttl.is_some() && expires_at.is_some() {
+            return Err(DsError::bad(
+                "send Stream-TTL or Stream-Expires-At, not both",
+            ));
+        }
+        Ok(Create {
+            content_type,
+            explicit_type,
+            ttl,
+            expires_at,
+            closed: closing(h),
+        })
+    }
+
+    /// Whether an existing stream was made with this configuration (a
+    /// fork's content type and expiry may have come from its source).
+    fn matches(&self, s: &Stream, fork: bool) -> bool {
+        let Some(a) = &s.attrs else {
+            return false;
+        };
+        if fork {
+            let own_expiry = self.ttl.is_some() || self.expires_at.is_some();
+            return (!self.explicit_type || same_type(&a.content_type, &self.content_type))
+                && (!own_expiry
+                    || (a.ttl == self.ttl
+                        && a.expires_ms == self.expires_at.as_ref().map(|e| e.1)))
+                && s.closed() == self.closed;
+        }
+        a.fork.is_none()
+            && same_type(&a.content_type, &self.content_type)
+            && a.ttl == self.ttl
+            && a.expires_ms == self.expires_at.as_ref().map(|e| e.1)
+            && s.closed() == self.closed
+    }
+}
+
+/// `type/subtype`, roughly: what a client means as a content type.
+fn is_media_type(c: &str) -> bool {
+    let media = c.split(';').next().unwrap_or_default().trim();
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    media.split_once('/').is_some_and(|(t, s)| ok(t) && ok(s))
+}
+
+/// A non-negative decimal without sign, point or leading zeros.
+pub fn decimal(s: &str) -> Option<u64> {
+    let ok =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    ok.then(|| s.parse().ok()).flatten()
+}
+
+/// An RFC 3339 timestamp in milliseconds since the Unix epoch (`0` for
+/// any time before it).
+fn rfc3339_ms(s: &str) -> Option<u64> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+}
+
+/// The body, checked against `--max-event-bytes`.
+fn limited(st: &AppState, body: &Bytes) -> Result<(), DsError> {
+    if body.len() > st.max_event_bytes {
+        return Err(DsError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is {} bytes; the limit is {} (--max-event-bytes)",
+                body.len(),
+                st.max_event_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Names that only rill writes: generations' and rill's own.
+fn reserved(name: &StreamName) -> bool {
+    crate::generation::Generations::id_of(name).is_some() || crate::hub::is_internal(name)
+}
+
+fn body_error(e: BodyError) -> DsError {
+    DsError::bad(e.to_string())
+}
+
+/// `PUT /v1/stream/{name}`: create a stream (or find it made alike).
+pub async fn create(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    grant: Option<Extension<Grant>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, DsError> {
+    let name = checked_name(&st, name, grant.as_deref(), Right::Publish).await?;
+    let want = Create::parse(&headers)?;
+    let fork = fork::Request::parse(&headers)?;
+    limited(&st, &body)?;
+    let _order = match &fork {
+        Some(f) => st.durable.lock_both(&name, &f.source).await,
+        None => vec![st.durable.lock(&name).lock().await],
+    };
+    if let Some(s) = Stream::find(&st, &name).await? {
+        if s.gone() {
+            return Err(DsError::new(
+                StatusCode::CONFLICT,
+                format!("stream {name} was deleted but forks of it remain: the name cannot be reused yet"),
+            ));
+        }
+        let same_fork = match &fork {
+            Some(f) => {
+                let source_tail = Stream::find(&st, &f.source).await?.map(|s| s.tail());
+                fork::matches(&s, f, source_tail)
+            }
+            None => true,
+        };
+        if !same_fork || !want.matches(&s, fork.is_some()) {
+            return Err(DsError::new(
+                StatusCode::CONFLICT,
+                format!("stream {name} exists with another configuration"),
+            ));
+        }
+        let mut h = s.headers(s.tail());
+        if s.closed() {
+            set(&mut h, CLOSED, "true");
+        }
+        return Ok(answer(StatusCode::OK, h, ()));
+    }
+    if reserved(&name) {
+        return Err(DsError::bad(format!(
+            "stream {name}: `gen-*` and `_*` streams are written by rill only"
+        )));
+    }
+    if let Some(f) = &fork {
+        return fork::create(&st, &name, &want, f, &body, location(&headers, &uri, &name)).await;
+    }
+    let json = crate::durable::is_json(&want.content_type);
+    let first = if body.is_empty() {
+        None
+    } else {
+        message::draft(json, &body, want.closed).map_err(body_error)?
+    };
+    let attrs = Attrs {
+        prefix: new_epoch(),
+        content_type: want.content_type.clone(),
+        ttl: want.ttl,
+        expires_at: want.expires_at.as_ref().map(|e| e.0.clone()),
+        expires_ms: want.expires_at.as_ref().map(|e| e.1),
+        touched_ms: now_ms(),
+        ..Attrs::default()
+    };
+    let log = &st.hub.store().log;
+    log.set_attrs(&name, Some(&attrs.to_json())).await?;
+    let spec = StreamSpec {
+        prefix: attrs.prefix.clone(),
+        owner: None,
+    };
+    if let Err(e) = log.create(&name, spec).await {
+        // Made a moment ago on another node: these attributes are not its.
+        if !matches!(e, crate::store::StoreError::Exists(_)) {
+            log.set_attrs(&name, None).await?;
+        }
+        return Err(e.into());
+    }
+    let draft = match (first, want.closed) {
+        (Some(d), _) => Some(d),
+        (None, true) => Some(message::close_draft()),
+        (None, false) => None,
+    };
+    let tail = match draft {
+        Some(d) => st.hub.publish(&name, &d, None).await?.id,
+        None => crate::ids::EventId::START,
+    };
+    let mut h = headers_for(&want.content_type, tail);
+    set(&mut h, header::LOCATION, location(&headers, &uri, &name));
+    if want.closed {
+        set(&mut h, CLOSED, "true");
+    }
+    Ok(answer(StatusCode::CREATED, h, ()))
+}
+
+/// The stream's absolute URL, from the request's scheme (or
+/// `X-Forwarded-Proto`) and `Host`; the path alone without a `Host`.
+fn location(h: &HeaderMap, uri: &Uri, name: &StreamName) -> String {
+    let path = format!("/v1/stream/{name}");
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| text(h, &header::HOST));
+    let Some(host) = host else {
+        return path;
+    };
+    let scheme = uri
+        .scheme_str()
+        .map(str::to_owned)
+        .or_else(|| text(h, &HeaderName::from_static("x-forwarded-proto")))
+        .unwrap_or_else(|| "http".into());
+    format!("{scheme}://{host}{path}")
+}
+
+fn headers_for(content_type: &str, tail: crate::ids::EventId) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    set(&mut h, header::CONTENT_TYPE, content_type);
+    set(&mut h, super::NEXT_OFFSET, offset::format(tail));
+    h
+}
+
+/// The producer headers: all three or none.
+fn stamp(h: &HeaderMap) -> Result<Option<Stamp>, DsError> {
+    let id = text(h, &PRODUCER_ID);
+    let epoch = text(h, &PRODUCER_EPOCH);
+    let seq = text(h, &PRODUCER_SEQ);
+    match (id, epoch, seq) {
+        (None, None, None) => Ok(None),
+        (Some(id), Some(epoch), Some(seq)) => {
+            if id.is_empty() {
+                return Err(DsError::bad("Producer-Id must not be empty"));
+            }
+            let number = |s: &str, what: &str| {
+                producer::number(s)
+                    .ok_or_else(|| DsError::bad(format!("{what} is an integer from 0 to 2^53-1")))
+            };
+            Ok(Some(Stamp {
+                epoch: number(&epoch, "Producer-Epoch")?,
+                seq: number(&seq, "Producer-Seq")?,
+                id,
+            }))
+        }
+        _ => Err(DsError::bad(
+            "Producer-Id, Producer-Epoch and Producer-Seq go together: send all three or none",
+        )),
+    }
+}
+
+/// The store's idempotency key for a producer's request: one mechanism
+/// with rill's own `Idempotency-Key`.
+fn producer_key(stamp: &Stamp, fingerprint: u64) -> Option<IdempotencyKey> {
+    let mut h = Fnv::default();
+    h.write(stamp.id.as_bytes());
+    IdempotencyKey::new(
+        &format!("ds.{:016x}.{}.{}", h.0, stamp.epoch, stamp.seq),
+        fingerprint,
+    )
+}
+
+fn producer_headers(h: &mut HeaderMap, epoch: u64, seq: u64) {
+    set(h, PRODUCER_EPOCH, epoch);
+    set(h, PRODUCER_SEQ, seq);
+}
+
+/// `POST /v1/stream/{name}`: append, close, or both at once.
+pub async fn append(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    grant: Option<Extension<Grant>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, DsError> {
+    let name = checked_name(&st, name, grant.as_deref(), Right::Publish).await?;
+    let close = closing(&headers);
+    let stamp = stamp(&headers)?;
+    let seq = text(&headers, &SEQ);
+    if body.is_empty() && !close {
+        return Err(DsError::bad(
+            "an append needs a body (only a close, with Stream-Closed: true, may be empty)",
+        ));
+    }
+    limited(&st, &body)?;
+    let _order = st.durable.lock(&name).lock().await;
+    let Some(mut s) = Stream::find(&st, &name).await? else {
+        return Err(DsError::not_found(&name));
+    };
+    s.refuse_gone()?;
+    let Some(mut attrs) = s.attrs.clone() else {
+        return Err(DsError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("stream {name} is written by rill's own API; the protocol reads it only"),
+        ));
+    };
+    if s.closed() {
+        let mut h = s.headers(s.tail());
+        set(&mut h, CLOSED, "true");
+        if let Some(st) = stamp
+            .as_ref()
+            .filter(|st| attrs.closed_by.as_ref() == Some(st))
+        {
+            producer_headers(&mut h, st.epoch, st.seq);
+            return Ok(answer(StatusCode::NO_CONTENT, h, ()));
+        }
+        if body.is_empty() {
+            return Ok(answer(StatusCode::NO_CONTENT, h, ()));
+        }
+        return Err(
+            DsError::new(StatusCode::CONFLICT, format!("stream {name} is closed"))
+                .with(CLOSED, "true")
+                .with(super::NEXT_OFFSET, offset::format(s.tail())),
+        );
+    }
+    if !body.is_empty() {
+        match text(&headers, &header::CONTENT_TYPE) {
+            Some(ct) if same_type(&ct, &attrs.content_type) => {}
+            Some(ct) => {
+                return Err(DsError::new(
+                    StatusCode::CONFLICT,
+                    format!("stream {name} holds {}, not {ct}", attrs.content_type),
+                ))
+            }
+            None => return Err(DsError::bad("an append with a body needs its Content-Type")),
+        }
+    }
+    if let Some(stamp) = &stamp {
+        match producer::judge(attrs.producers.get(&stamp.id), stamp) {
+            Verdict::Accept => {}
+            Verdict::Duplicate(last) => {
+                let mut h = s.headers(s.tail());
+                producer_headers(&mut h, stamp.epoch, last);
+                return Ok(answer(StatusCode::NO_CONTENT, h, ()));
+            }
+            Verdict::StaleEpoch(current) => {
+                return Err(DsError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "producer epoch {} is stale; the stream is at {current}",
+                        stamp.epoch
+                    ),
+                )
+                .with(PRODUCER_EPOCH, current))
+            }
+            Verdict::EpochNotAtZero => {
+                return Err(DsError::bad(
+                    "a new producer epoch starts at Producer-Seq 0",
+                ))
+            }
+            Verdict::Gap(expected) => {
+                return Err(DsError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "producer sequence gap: expected {expected}, got {}",
+                        stamp.seq
+                    ),
+                )
+                .with(EXPECTED_SEQ, expected)
+                .with(RECEIVED_SEQ, stamp.seq))
+            }
+        }
+    }
+    if let Some(seq) = &seq {
+        if attrs.seq.as_ref().is_some_and(|last| seq <= last) {
+            return Err(DsError::new(
+                StatusCode::CONFLICT,
+                format!("Stream-Seq {seq} is not after the last one accepted"),
+            ));
+        }
+    }
+    let draft = if body.is_empty() {
+        message::close_draft()
+    } else {
+        message::draft(attrs.is_json(), &body, close)
+            .map_err(body_error)?
+            .ok_or_else(|| body_error(BodyError::EmptyArray))?
+    };
+    let key = stamp
+        .as_ref()
+        .and_then(|s| producer_key(s, draft.fingerprint()));
+    let appended = st.hub.publish(&name, &draft, key.as_ref()).await?;
+    let now = now_ms();
+    if let Some(stamp) = &stamp {
+        producer::record(&mut attrs.producers, stamp, now);
+        if close {
+            attrs.closed_by = Some(stamp.clone());
+        }
+    }
+    if seq.is_some() {
+        attrs.seq = seq;
+    }
+    attrs.touched_ms = now;
+    st.hub
+        .store()
+        .log
+        .set_attrs(&name, Some(&attrs.to_json()))
+        .await?;
+    s.attrs = Some(attrs);
+    let mut h = s.headers(appended.id);
+    if close {
+        set(&mut h, CLOSED, "true");
+    }
+    let status = match &stamp {
+        Some(stamp) => {
+            producer_headers(&mut h, stamp.epoch, stamp.seq);
+            // A close without data stores no data: nothing new to report.
+            if appended.record.is_some() && !body.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::NO_CONTENT
+            }
+        }
+        None => StatusCode::NO_CONTENT,
+    };
+    Ok(answer(status, h, ()))
+}
+
+/// `DELETE /v1/stream/{name}`: remove a stream and its data.
+pub async fn remove(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    grant: Option<Extension<Grant>>,
+) -> Result<Response, DsError> {
+    let name = checked_name(&st, name, grant.as_deref(), Right::Publish).await?;
+    let order = st.durable.lock(&name).lock().await;
+    let Some(mut s) = Stream::find(&st, &name).await? else {
+        return Err(DsError::not_found(&name));
+    };
+    s.refuse_gone()?;
+    let source = s
+        .attrs
+        .as_ref()
+        .and_then(|a| a.fork.as_ref())
+        .map(|f| f.source.clone());
+    if let Some(a) = s.attrs.as_mut().filter(|a| a.forks > 0) {
+        // Forks still read it: gone to clients, kept until the last goes.
+        a.deleted = true;
+        s.save(&st).await?;
+        return Ok(answer(StatusCode::NO_CONTENT, HeaderMap::new(), ()));
+    }
+    super::remove(&st, &name).await?;
+    drop(order);
+    fork::release(&st, source).await?;
+    Ok(answer(StatusCode::NO_CONTENT, HeaderMap::new(), ()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_and_dates_are_checked() {
+        assert_eq!(decimal("0"), Some(0));
+        assert_eq!(decimal("3600"), Some(3600));
+        for bad in ["", "+3600", "03600", "3600.0", "3.6e3", "-1", "abc"] {
+            assert_eq!(decimal(bad), None, "{bad:?}");
+        }
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(rfc3339_ms("1970-01-01T01:00:01+01:00"), Some(1000));
+        assert_eq!(rfc3339_ms("tomorrow"), None);
+    }
+
+    #[test]
+    fn media_types_look_like_media_types() {
+        assert!(is_media_type("text/plain"));
+        assert!(is_media_type("application/json; charset=utf-8"));
+        assert!(!is_media_type("plain"));
+        assert!(!is_media_type(""));
+        assert!(!is_media_type("/json"));
+    }
+}
