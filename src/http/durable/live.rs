@@ -111,14 +111,15 @@ impl Tail {
                     let _ = frames.feed(&bytes);
                     let (body, next) = pieces(view, &mut frames, self.last);
                     self.last = next;
-                    if !body.is_empty() {
-                        let event = data_event(&body.finish(view), self.base64);
-                        if self.tx.send(event).await.is_err() {
-                            return;
-                        }
-                    }
                     let (up_to_date, closed) = self.state().await;
-                    if !self.control(up_to_date, closed).await || closed {
+                    // Data and its control go out in one write: a reader
+                    // that stops at a control event sees both.
+                    let mut out = Vec::new();
+                    if !body.is_empty() {
+                        out.extend_from_slice(&data_event(&body.finish(view), self.base64));
+                    }
+                    out.extend_from_slice(&self.control_event(up_to_date, closed));
+                    if self.tx.send(Bytes::from(out)).await.is_err() || closed {
                         return;
                     }
                 }
@@ -161,6 +162,12 @@ impl Tail {
 
     /// Sends a `control` event; false when the client is gone.
     async fn control(&self, up_to_date: bool, closed: bool) -> bool {
+        let event = self.control_event(up_to_date, closed);
+        self.tx.send(event).await.is_ok()
+    }
+
+    /// A `control` event: where to resume, and whether caught up or closed.
+    fn control_event(&self, up_to_date: bool, closed: bool) -> Bytes {
         let mut c = serde_json::Map::new();
         c.insert("streamNextOffset".into(), offset::format(self.last).into());
         if closed {
@@ -173,8 +180,7 @@ impl Tail {
             c.insert("upToDate".into(), true.into());
         }
         let text = serde_json::Value::Object(c).to_string();
-        let event = Bytes::from(format!("event: control\ndata:{text}\n\n"));
-        self.tx.send(event).await.is_ok()
+        Bytes::from(format!("event: control\ndata:{text}\n\n"))
     }
 }
 
