@@ -4,7 +4,8 @@
 //! The modules follow the data: producers (HTTP publishes, model
 //! [`backend`]s driven by [`generation`]) write into the [`hub`], which
 //! appends to the [`store`] and fans each event, encoded once by [`sse`],
-//! out to every subscriber; [`http`] exposes it all. [`config`] is the one
+//! out to every subscriber; [`http`] exposes it all, and [`durable`] is the
+//! Durable Streams protocol's model on the same streams. [`config`] is the one
 //! configuration struct; [`server`] wires the pieces; [`cli`] holds the
 //! `publish`, `tail` and `generate` client commands.
 

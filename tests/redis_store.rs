@@ -1,6 +1,6 @@
 //! The Redis store on its own, against a real Redis: ids, replay as a
 //! suffix, retention, incarnations, idempotency keys, the index of stream
-//! names, the end of a stream, who listens to a generation, and orphaned
+//! names, stream attributes, the end of a stream, who listens to a generation, and orphaned
 //! generations ended exactly once.
 
 mod common;
@@ -184,6 +184,27 @@ async fn a_recreated_stream_is_a_new_incarnation() {
         s.read_after(&n, EventId(0), 0).await.unwrap().prefix,
         again.prefix
     );
+}
+
+#[tokio::test]
+async fn attributes_swap_only_from_what_was_read() {
+    let keys = Keys::new(&redis_url(), "store-attrs");
+    let s = store(&keys, 100, 1 << 20);
+    let n = name("ds");
+    assert_eq!(s.attrs(&n).await.unwrap(), None);
+    assert!(!s.swap_attrs(&n, Some("x"), Some("a")).await.unwrap());
+    assert!(s.swap_attrs(&n, None, Some("a")).await.unwrap());
+    assert!(
+        !s.swap_attrs(&n, None, Some("b")).await.unwrap(),
+        "someone set them first"
+    );
+    assert!(!s.swap_attrs(&n, Some("stale"), Some("b")).await.unwrap());
+    assert!(s.swap_attrs(&n, Some("a"), Some("b")).await.unwrap());
+    assert_eq!(s.attrs(&n).await.unwrap().as_deref(), Some("b"));
+    assert!(s.swap_attrs(&n, Some("b"), None).await.unwrap());
+    assert_eq!(s.attrs(&n).await.unwrap(), None);
+    s.set_attrs(&n, Some("c")).await.unwrap();
+    assert_eq!(s.attrs(&n).await.unwrap().as_deref(), Some("c"));
 }
 
 #[tokio::test]

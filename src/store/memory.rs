@@ -368,10 +368,34 @@ impl LogTrait for MemoryStore {
 
     async fn set_attrs(&self, name: &StreamName, attrs: Option<&str>) -> Result<(), StoreError> {
         let mut map = lock(&self.attrs);
+        Self::put_attrs(&mut map, name, attrs, self.max_streams)
+    }
+
+    async fn swap_attrs(
+        &self,
+        name: &StreamName,
+        expected: Option<&str>,
+        attrs: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut map = lock(&self.attrs);
+        if map.get(name).map(String::as_str) != expected {
+            return Ok(false);
+        }
+        Self::put_attrs(&mut map, name, attrs, self.max_streams).map(|()| true)
+    }
+}
+
+impl MemoryStore {
+    fn put_attrs(
+        map: &mut HashMap<StreamName, String>,
+        name: &StreamName,
+        attrs: Option<&str>,
+        max_streams: usize,
+    ) -> Result<(), StoreError> {
         match attrs {
             Some(a) => {
-                if !map.contains_key(name) && map.len() >= self.max_streams {
-                    return Err(StoreError::TooManyStreams(self.max_streams));
+                if !map.contains_key(name) && map.len() >= max_streams {
+                    return Err(StoreError::TooManyStreams(max_streams));
                 }
                 map.insert(name.clone(), a.to_owned());
             }

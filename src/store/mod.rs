@@ -11,6 +11,10 @@
 //!   listens to it, and cancel requests between nodes. Only shared stores
 //!   need them.
 //!
+//! A log also keeps a few attributes beside each stream (the Durable
+//! Streams view's content type, expiry and producers), changed by
+//! compare-and-swap so that nodes sharing a store never lose an update.
+//!
 //! [`Store`] bundles what a back-end provides. [`memory::MemoryStore`] is a
 //! log alone; [`redis::RedisStore`] is all three.
 //!
@@ -335,6 +339,16 @@ pub trait Log: Send + Sync + 'static {
 
     /// Sets (`Some`) or clears (`None`) the attributes of stream `name`.
     async fn set_attrs(&self, name: &StreamName, attrs: Option<&str>) -> Result<(), StoreError>;
+
+    /// Sets or clears the attributes of stream `name` only if they are
+    /// still `expected` (`None`: there are none), so that nodes updating
+    /// them at once never lose an update. Returns whether it did.
+    async fn swap_attrs(
+        &self,
+        name: &StreamName,
+        expected: Option<&str>,
+        attrs: Option<&str>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The live side of a log that many nodes append to.

@@ -113,6 +113,7 @@ struct Scripts {
     cancel: Script,
     claim: Script,
     count: Script,
+    swap_attrs: Script,
 }
 
 fn unavailable(e: RedisError) -> StoreError {
@@ -176,6 +177,7 @@ impl RedisStore {
                 cancel: Script::new(scripts::REQUEST_CANCEL),
                 claim: Script::new(scripts::CLAIM),
                 count: Script::new(scripts::COUNT),
+                swap_attrs: Script::new(scripts::SWAP_ATTRS),
             },
         })
     }
@@ -502,6 +504,24 @@ impl Log for RedisStore {
             None => redis::cmd("DEL").arg(key).clone(),
         };
         timed(COMMAND_TIMEOUT, cmd.query_async::<()>(&mut c)).await
+    }
+
+    async fn swap_attrs(
+        &self,
+        name: &StreamName,
+        expected: Option<&str>,
+        attrs: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let mut call = self.scripts.swap_attrs.prepare_invoke();
+        call.key(self.key(name, "attrs"))
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(if attrs.is_some() { "1" } else { "0" })
+            .arg(attrs.unwrap_or_default())
+            .arg(self.max_age_ms());
+        let done: i64 = timed(COMMAND_TIMEOUT, call.invoke_async(&mut c)).await?;
+        Ok(done == 1)
     }
 }
 

@@ -234,10 +234,7 @@ pub async fn create(
     {
         tail = st.hub.publish(name, d, None).await?.id;
     }
-    if let Some(a) = source.attrs.as_mut() {
-        a.forks += 1;
-    }
-    source.save(st).await?;
+    source.update(st, |a| a.forks += 1).await?;
     let mut h = HeaderMap::new();
     set(&mut h, header::CONTENT_TYPE, &src.content_type);
     set(&mut h, NEXT_OFFSET, offset::format(tail));
@@ -260,15 +257,17 @@ pub async fn release(st: &AppState, mut source: Option<String>) -> Result<(), Ds
         let Some(mut s) = Stream::find(st, &name).await? else {
             return Ok(());
         };
-        let Some(a) = s.attrs.as_mut() else {
+        if s.attrs.is_none() {
+            return Ok(());
+        }
+        s.update(st, |a| a.forks = a.forks.saturating_sub(1))
+            .await?;
+        let Some(a) = &s.attrs else {
             return Ok(());
         };
-        a.forks = a.forks.saturating_sub(1);
         if a.deleted && a.forks == 0 {
             source = a.fork.as_ref().map(|f| f.source.clone());
             super::remove(st, &name).await?;
-        } else {
-            s.save(st).await?;
         }
     }
     Ok(())

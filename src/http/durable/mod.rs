@@ -92,6 +92,9 @@ pub const RESPONSE_HEADERS: [&str; 11] = [
 /// Locks that serialize the writes of one stream on this node.
 const LOCKS: usize = 256;
 
+/// Attempts at an attribute update that other writers keep beating.
+const UPDATE_TRIES: usize = 32;
+
 /// What the protocol's routes share.
 #[derive(Debug)]
 pub struct DurableState {
@@ -305,16 +308,37 @@ impl Stream {
         Ok(())
     }
 
-    /// Saves its attributes.
-    pub async fn save(&self, st: &AppState) -> Result<(), DsError> {
-        if let Some(a) = &self.attrs {
-            st.hub
-                .store()
-                .log
-                .set_attrs(&self.name, Some(&a.to_json()))
-                .await?;
+    /// Changes its attributes with `f`, on top of whatever another request
+    /// or node wrote meanwhile: reads them afresh, applies `f` and swaps
+    /// them in only if they are unchanged, else tries again.
+    pub async fn update(&mut self, st: &AppState, f: impl Fn(&mut Attrs)) -> Result<(), DsError> {
+        let log = &st.hub.store().log;
+        for _ in 0..UPDATE_TRIES {
+            let raw = log.attrs(&self.name).await?;
+            let Some(mut a) = raw
+                .as_deref()
+                .and_then(Attrs::from_json)
+                .filter(|a| self.head.prefix.as_deref() == Some(a.prefix.as_str()))
+            else {
+                return Err(DsError::not_found(&self.name));
+            };
+            f(&mut a);
+            if log
+                .swap_attrs(&self.name, raw.as_deref(), Some(&a.to_json()))
+                .await?
+            {
+                self.attrs = Some(a);
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(DsError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stream {} is being changed by many requests at once; try again",
+                self.name
+            ),
+        )
+        .with(header::RETRY_AFTER, 1))
     }
 
     /// The id of its last event (its tail offset).
@@ -329,13 +353,9 @@ impl Stream {
 
     /// Restarts a sliding TTL: a read or a write happened now.
     pub async fn touch(&mut self, st: &AppState) -> Result<(), DsError> {
-        if let Some(a) = self.attrs.as_mut().filter(|a| a.slides()) {
-            a.touched_ms = now_ms();
-            let json = a.to_json();
-            st.hub
-                .store()
-                .log
-                .set_attrs(&self.name, Some(&json))
+        if self.attrs.as_ref().is_some_and(|a| a.slides()) {
+            let now = now_ms();
+            self.update(st, |a| a.touched_ms = a.touched_ms.max(now))
                 .await?;
         }
         Ok(())

@@ -337,7 +337,7 @@ pub async fn append(
         return Err(DsError::not_found(&name));
     };
     s.refuse_gone()?;
-    let Some(mut attrs) = s.attrs.clone() else {
+    let Some(attrs) = s.attrs.clone() else {
         return Err(DsError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("stream {name} is written by rill's own API; the protocol reads it only"),
@@ -430,22 +430,25 @@ pub async fn append(
         .and_then(|s| producer_key(s, draft.fingerprint()));
     let appended = st.hub.publish(&name, &draft, key.as_ref()).await?;
     let now = now_ms();
-    if let Some(stamp) = &stamp {
-        producer::record(&mut attrs.producers, stamp, now);
-        if close {
-            attrs.closed_by = Some(stamp.clone());
+    s.update(&st, |a| {
+        if let Some(stamp) = &stamp {
+            // Another node may have moved this producer on meanwhile.
+            let known = a.producers.get(&stamp.id).map(|p| (p.epoch, p.seq));
+            if known.is_none_or(|k| k < (stamp.epoch, stamp.seq)) {
+                producer::record(&mut a.producers, stamp, now);
+            }
+            if close {
+                a.closed_by = Some(stamp.clone());
+            }
         }
-    }
-    if seq.is_some() {
-        attrs.seq = seq;
-    }
-    attrs.touched_ms = now;
-    st.hub
-        .store()
-        .log
-        .set_attrs(&name, Some(&attrs.to_json()))
-        .await?;
-    s.attrs = Some(attrs);
+        if let Some(seq) = &seq {
+            if a.seq.as_ref().is_none_or(|last| seq > last) {
+                a.seq = Some(seq.clone());
+            }
+        }
+        a.touched_ms = a.touched_ms.max(now);
+    })
+    .await?;
     let mut h = s.headers(appended.id);
     if close {
         set(&mut h, CLOSED, "true");
@@ -482,10 +485,9 @@ pub async fn remove(
         .as_ref()
         .and_then(|a| a.fork.as_ref())
         .map(|f| f.source.clone());
-    if let Some(a) = s.attrs.as_mut().filter(|a| a.forks > 0) {
+    if s.attrs.as_ref().is_some_and(|a| a.forks > 0) {
         // Forks still read it: gone to clients, kept until the last goes.
-        a.deleted = true;
-        s.save(&st).await?;
+        s.update(&st, |a| a.deleted = true).await?;
         return Ok(answer(StatusCode::NO_CONTENT, HeaderMap::new(), ()));
     }
     super::remove(&st, &name).await?;

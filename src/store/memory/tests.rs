@@ -188,3 +188,21 @@ async fn a_generation_stream_keeps_its_whole_answer() {
     assert_eq!(kept("chat").await, 2);
     assert_eq!(kept("gen-0a1b").await, 5);
 }
+
+#[tokio::test]
+async fn attributes_swap_only_from_what_was_read_and_leave_with_the_stream() {
+    let s = store(10);
+    let n = name("ds");
+    assert!(!s.swap_attrs(&n, Some("x"), Some("a")).await.expect("swap"));
+    assert!(s.swap_attrs(&n, None, Some("a")).await.expect("swap"));
+    assert!(!s.swap_attrs(&n, None, Some("b")).await.expect("swap"));
+    assert!(!s
+        .swap_attrs(&n, Some("stale"), Some("b"))
+        .await
+        .expect("swap"));
+    assert!(s.swap_attrs(&n, Some("a"), Some("b")).await.expect("swap"));
+    assert_eq!(s.attrs(&n).await.expect("attrs").as_deref(), Some("b"));
+    append(&s, &n, "e").await;
+    s.remove(&n).await.expect("remove");
+    assert_eq!(s.attrs(&n).await.expect("attrs"), None);
+}

@@ -271,3 +271,22 @@ local sep = string.find(held, ':', 1, true)
 if string.sub(held, 1, sep - 1) ~= ARGV[2] then return {-5} end
 return {0, string.sub(held, sep + 1)}
 "#;
+
+/// Sets or deletes a stream's attributes only if they still hold what the
+/// caller read. KEYS: attrs. ARGV: whether some were expected (`1`/`0`),
+/// what, whether to set (`1`) or delete (`0`), the value, its expiry in
+/// ms. Returns 1 when done, 0 when they had changed.
+pub const SWAP_ATTRS: &str = r#"
+local held = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if held ~= ARGV[2] then return 0 end
+elseif held then
+  return 0
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"#;
