@@ -96,6 +96,13 @@ impl Query {
 }
 
 /// `HEAD /v1/stream/{name}`: the stream's metadata.
+#[utoipa::path(head, path = "/v1/stream/{name}", tag = "durable-streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "Its content type, tail (`Stream-Next-Offset`), closure, TTL and expiry, in headers"),
+        (status = 404, description = "No such stream"),
+        (status = 410, description = "Deleted, forks of it remain"),
+    ))]
 pub async fn head(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -195,6 +202,19 @@ async fn page(st: &AppState, s: &Stream, after: EventId) -> Result<Page, DsError
 
 /// `GET /v1/stream/{name}`: read from an offset, now, by long-poll, or as
 /// server-sent events.
+#[utoipa::path(get, path = "/v1/stream/{name}", tag = "durable-streams",
+    params(("name" = String, Path, description = "Stream name"),
+        ("offset" = Option<String>, Query, description = "Read after this offset: one this server gave, `-1` (the start) or `now` (the tail)"),
+        ("live" = Option<String>, Query, description = "`long-poll` or `sse`"),
+        ("cursor" = Option<String>, Query, description = "The last Stream-Cursor, for caches")),
+    responses(
+        (status = 200, description = "Data after the offset (bytes, or a JSON array for JSON streams), or the SSE stream"),
+        (status = 204, description = "Long-poll: nothing came in time, or the stream is closed"),
+        (status = 304, description = "If-None-Match matched"),
+        (status = 400, description = "A malformed or unknown offset, or a live read without one"),
+        (status = 404, description = "No such stream"),
+        (status = 410, description = "The data after the offset is no longer retained, or the stream was deleted (forks of it remain)"),
+    ))]
 pub async fn get(
     State(st): State<AppState>,
     Path(name): Path<String>,

@@ -150,6 +150,24 @@ fn body_error(e: BodyError) -> DsError {
 }
 
 /// `PUT /v1/stream/{name}`: create a stream (or find it made alike).
+#[utoipa::path(put, path = "/v1/stream/{name}", tag = "durable-streams",
+    params(("name" = String, Path, description = "Stream name"),
+        ("Stream-TTL" = Option<u64>, Header, description = "Sliding time to live, in seconds"),
+        ("Stream-Expires-At" = Option<String>, Header, description = "Absolute expiry, RFC 3339"),
+        ("Stream-Closed" = Option<String>, Header, description = "`true`: create it closed"),
+        ("Stream-Forked-From" = Option<String>, Header, description = "Fork this stream"),
+        ("Stream-Fork-Offset" = Option<String>, Header, description = "Where the fork diverges"),
+        ("Stream-Fork-Sub-Offset" = Option<u64>, Header, description = "How far into the next append")),
+    request_body(content = String, description = "Initial data, of the stream's content type", content_type = "*/*"),
+    responses(
+        (status = 201, description = "Created; `Stream-Next-Offset` is its tail"),
+        (status = 200, description = "It exists with the same configuration"),
+        (status = 400, description = "Bad name, header or body"),
+        (status = 404, description = "The fork's source does not exist"),
+        (status = 409, description = "It exists with another configuration, or the fork's source cannot be forked"),
+        (status = 413, description = "Body larger than --max-event-bytes"),
+        (status = 503, description = "Too many streams, or the store is full or unavailable; see Retry-After"),
+    ))]
 pub async fn create(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -315,6 +333,26 @@ fn producer_headers(h: &mut HeaderMap, epoch: u64, seq: u64) {
 }
 
 /// `POST /v1/stream/{name}`: append, close, or both at once.
+#[utoipa::path(post, path = "/v1/stream/{name}", tag = "durable-streams",
+    params(("name" = String, Path, description = "Stream name"),
+        ("Stream-Closed" = Option<String>, Header, description = "`true`: close it (after this body, if any)"),
+        ("Stream-Seq" = Option<String>, Header, description = "A writer sequence, strictly increasing"),
+        ("Producer-Id" = Option<String>, Header, description = "Idempotent producer: id"),
+        ("Producer-Epoch" = Option<u64>, Header, description = "Idempotent producer: epoch"),
+        ("Producer-Seq" = Option<u64>, Header, description = "Idempotent producer: sequence")),
+    request_body(content = String, description = "Data, of the stream's content type", content_type = "*/*"),
+    responses(
+        (status = 204, description = "Appended (or closed); `Stream-Next-Offset` is the new tail"),
+        (status = 200, description = "Appended for an idempotent producer"),
+        (status = 400, description = "Empty body without Stream-Closed, bad headers, invalid JSON"),
+        (status = 403, description = "A stale producer epoch"),
+        (status = 404, description = "No such stream"),
+        (status = 405, description = "A stream written by rill's own API"),
+        (status = 409, description = "Closed, another content type, a producer sequence gap or a Stream-Seq regression"),
+        (status = 410, description = "Deleted while forks of it remain"),
+        (status = 413, description = "Body larger than --max-event-bytes"),
+        (status = 503, description = "The store is full or unavailable; see Retry-After"),
+    ))]
 pub async fn append(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -469,6 +507,13 @@ pub async fn append(
 }
 
 /// `DELETE /v1/stream/{name}`: remove a stream and its data.
+#[utoipa::path(delete, path = "/v1/stream/{name}", tag = "durable-streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such stream"),
+        (status = 410, description = "Already deleted, forks of it remain"),
+    ))]
 pub async fn remove(
     State(st): State<AppState>,
     Path(name): Path<String>,
