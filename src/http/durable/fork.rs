@@ -24,7 +24,7 @@ use crate::durable::{now_ms, same_type, Attrs, ForkOf};
 use crate::http::AppState;
 use crate::ids::{EventId, StreamName};
 use crate::sse::Parser;
-use crate::store::{new_epoch, StreamSpec};
+use crate::store::new_epoch;
 
 /// A `PUT` that forks.
 #[derive(Debug, Clone)]
@@ -214,26 +214,7 @@ pub async fn create(
         }),
         ..Attrs::default()
     };
-    log.set_attrs(name, Some(&attrs.to_json())).await?;
-    let spec = StreamSpec {
-        prefix: attrs.prefix.clone(),
-        owner: None,
-    };
-    if let Err(e) = log.create(name, spec).await {
-        if !matches!(e, crate::store::StoreError::Exists(_)) {
-            log.set_attrs(name, None).await?;
-        }
-        return Err(e.into());
-    }
-    let mut tail = EventId::START;
-    let close = want.closed.then(message::close_draft);
-    for d in copies
-        .iter()
-        .chain(first.iter())
-        .chain(close.iter().filter(|_| first.is_none()))
-    {
-        tail = st.hub.publish(name, d, None).await?.id;
-    }
+    let tail = super::make(st, name, &attrs, &copies, first, want.closed).await?;
     source.update(st, |a| a.forks += 1).await?;
     let mut h = HeaderMap::new();
     set(&mut h, header::CONTENT_TYPE, &src.content_type);

@@ -24,7 +24,7 @@ use crate::auth::{Grant, Right};
 use crate::durable::message::View;
 use crate::durable::{now_ms, Attrs};
 use crate::ids::{EventId, StreamName};
-use crate::store::{Replay, StoreError};
+use crate::store::{Draft, Replay, StoreError, StreamSpec};
 
 /// `Stream-Next-Offset`.
 pub const NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
@@ -371,6 +371,42 @@ impl Stream {
         set(&mut h, NEXT_OFFSET, crate::durable::offset::format(next));
         h
     }
+}
+
+/// Makes stream `name` with `attrs` and its first events: `drafts`, then
+/// `first` (the request's body), closed if `closed` (the body's event is
+/// terminal already). Returns its tail.
+pub async fn make(
+    st: &AppState,
+    name: &StreamName,
+    attrs: &Attrs,
+    drafts: &[Draft],
+    first: Option<Draft>,
+    closed: bool,
+) -> Result<EventId, DsError> {
+    let last = match first {
+        Some(d) => Some(d),
+        None => closed.then(crate::durable::message::close_draft),
+    };
+    let log = &st.hub.store().log;
+    // The attributes first: a reader that finds the stream finds them.
+    log.set_attrs(name, Some(&attrs.to_json())).await?;
+    let spec = StreamSpec {
+        prefix: attrs.prefix.clone(),
+        owner: None,
+    };
+    if let Err(e) = log.create(name, spec).await {
+        // Made a moment ago on another node: these attributes are not its.
+        if !matches!(e, StoreError::Exists(_)) {
+            log.set_attrs(name, None).await?;
+        }
+        return Err(e.into());
+    }
+    let mut tail = EventId::START;
+    for d in drafts.iter().chain(last.iter()) {
+        tail = st.hub.publish(name, d, None).await?.id;
+    }
+    Ok(tail)
 }
 
 /// Removes stream `name`, its attributes first.

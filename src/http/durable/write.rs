@@ -22,7 +22,7 @@ use crate::durable::producer::{self, Stamp, Verdict};
 use crate::durable::{now_ms, same_type, Attrs};
 use crate::http::AppState;
 use crate::ids::StreamName;
-use crate::store::{new_epoch, Fnv, IdempotencyKey, StreamSpec};
+use crate::store::{new_epoch, Fnv, IdempotencyKey};
 
 /// The content type of a stream created without one.
 const DEFAULT_TYPE: &str = "application/octet-stream";
@@ -233,28 +233,7 @@ pub async fn create(
         touched_ms: now_ms(),
         ..Attrs::default()
     };
-    let log = &st.hub.store().log;
-    log.set_attrs(&name, Some(&attrs.to_json())).await?;
-    let spec = StreamSpec {
-        prefix: attrs.prefix.clone(),
-        owner: None,
-    };
-    if let Err(e) = log.create(&name, spec).await {
-        // Made a moment ago on another node: these attributes are not its.
-        if !matches!(e, crate::store::StoreError::Exists(_)) {
-            log.set_attrs(&name, None).await?;
-        }
-        return Err(e.into());
-    }
-    let draft = match (first, want.closed) {
-        (Some(d), _) => Some(d),
-        (None, true) => Some(message::close_draft()),
-        (None, false) => None,
-    };
-    let tail = match draft {
-        Some(d) => st.hub.publish(&name, &d, None).await?.id,
-        None => crate::ids::EventId::START,
-    };
+    let tail = super::make(&st, &name, &attrs, &[], first, want.closed).await?;
     let mut h = headers_for(&want.content_type, tail);
     set(&mut h, header::LOCATION, location(&headers, &uri, &name));
     if want.closed {
