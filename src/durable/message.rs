@@ -13,8 +13,9 @@
 //!
 //! A rill stream that the protocol did not make (a generation's, or one
 //! published to `/v1/streams`) reads as JSON messages, one per event:
-//! `{"id", "event", "data"}`, with `data` as JSON when the event's data is
-//! a JSON object or array, else as a string.
+//! `{"id", "event", "data"}`. `data` is a `message` event's text as a
+//! string, always; for other event types it is JSON when the event's data
+//! is a JSON object or array, else a string.
 
 use base64::Engine as _;
 use serde_json::value::RawValue;
@@ -219,8 +220,12 @@ pub fn decode_event(view: View, ev: ParsedEvent) -> Piece {
             }
         }
         View::Rill => {
+            // A `message` is text (a token, a published string): kept as
+            // it is, whatever it looks like. Typed events carry JSON.
             let data = ev.data.trim_start();
-            let data = if data.starts_with('{') || data.starts_with('[') {
+            let json =
+                ev.event_type != "message" && (data.starts_with('{') || data.starts_with('['));
+            let data = if json {
                 serde_json::from_str::<serde_json::Value>(&ev.data)
                     .unwrap_or(serde_json::Value::String(ev.data.clone()))
             } else {
@@ -368,5 +373,12 @@ mod tests {
         assert_eq!(v["event"], "token");
         assert_eq!(v["id"], "p.1");
         assert_eq!(v["data"]["text"], "Hi");
+        // A token that looks like JSON stays the text it is.
+        let token = Draft::message(" [1, 2]");
+        let Piece::Json(m) = decode(View::Rill, &stored(&token)) else {
+            panic!("a message");
+        };
+        let v: serde_json::Value = serde_json::from_str(&m).unwrap_or_default();
+        assert_eq!(v["data"], " [1, 2]");
     }
 }
