@@ -35,6 +35,11 @@ pub fn now_us() -> u64 {
 struct Seen {
     latencies: Vec<u64>,
     last: Option<Instant>,
+    /// The connection, still open: it closes only after the server's CPU
+    /// is read, so the measure is deliveries, not the teardown of every
+    /// subscriber (which a server that notices hang-ups pays at once and
+    /// one that does not, like the floor, never pays in the window).
+    conn: TcpStream,
 }
 
 /// Reads one subscription until `expected` benchmark events arrived or
@@ -56,7 +61,11 @@ async fn read_events(mut s: TcpStream, first: Vec<u8>, expected: usize, until: U
         sent.is_some()
     })
     .await;
-    Seen { latencies, last }
+    Seen {
+        latencies,
+        last,
+        conn: s,
+    }
 }
 
 /// The publishing side of a run.
@@ -170,13 +179,16 @@ pub async fn run(args: &Args) -> std::io::Result<()> {
         .await;
     let mut all = Vec::with_capacity(held * events);
     let mut last = start;
+    let mut conns = Vec::with_capacity(held);
     for r in readers {
         if let Ok(seen) = r.await {
             all.extend(seen.latencies);
             last = last.max(seen.last.unwrap_or(start));
+            conns.push(seen.conn);
         }
     }
     let (user1, sys1) = cpu_split(&pids);
+    drop(conns);
     let (user, sys) = (user1 - user0, sys1 - sys0);
     let cpu = user + sys;
     let wall = last.max(published_at).duration_since(start).as_secs_f64();

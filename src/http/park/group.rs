@@ -163,12 +163,15 @@ async fn write(parking: Parking, group: Arc<Group>, mut cursor: Cursor) {
             state.at = cursor.last();
             std::mem::take(&mut state.members)
         };
-        let kept = send(&parking, &cursor, out, members);
+        let (kept, kept_expiry) = send(&parking, &cursor, out, members);
         {
             let mut state = lock(&group.state);
             let joined = std::mem::replace(&mut state.members, kept);
+            // Only the few who joined meanwhile are looked at again: the
+            // send loop has the others' expiry already.
+            let joined_expiry = joined.iter().filter_map(|m| m.expires).min();
             state.members.extend(joined);
-            state.next_expiry = state.members.iter().filter_map(|m| m.expires).min();
+            state.next_expiry = [kept_expiry, joined_expiry].into_iter().flatten().min();
         }
         group.progress.notify_waiters();
         if parking.stop_if_empty(&group) {
@@ -177,19 +180,28 @@ async fn write(parking: Parking, group: Arc<Group>, mut cursor: Cursor) {
     }
 }
 
-/// Writes `out` to `members`; returns those still at the writer's position.
+/// Writes `out` to `members`; returns those still at the writer's
+/// position, and the earliest token expiry among them.
+///
+/// Each write is a plain non-blocking `send` on the socket (`socket2`),
+/// not tokio's `try_write`: that one also reads and updates the socket's
+/// readiness in the I/O driver, one more object per member to bring into
+/// the cache, 10,000 times per event in the fan-out benchmark (see
+/// bench/RESULTS.md, fan-out). A write that would block hands the member
+/// to a drain task, whose first wait for writability finds out for
+/// itself.
 fn send(
     parking: &Parking,
     cursor: &Cursor,
     out: Out,
     members: Vec<Arc<ParkedConn>>,
-) -> Vec<Arc<ParkedConn>> {
+) -> (Vec<Arc<ParkedConn>>, Option<Instant>) {
     if let Out::Close(_) = out {
         // Come back later, each after its own jittered pause.
         for m in members {
             m.finish(&encode_retry(shutdown_retry(parking.retry_ms())));
         }
-        return Vec::new();
+        return (Vec::new(), None);
     }
     let count = match &out {
         Out::Events { count, .. } => *count,
@@ -197,14 +209,16 @@ fn send(
     };
     let frame = wire::chunk(&encode_out(out));
     let mut kept = Vec::with_capacity(members.len());
+    let mut expiry: Option<Instant> = None;
     let mut written = 0u64;
     for m in members {
         if m.is_gone() {
             continue;
         }
-        match m.tcp().try_write(&frame) {
+        match socket2::SockRef::from(m.tcp()).send(&frame) {
             Ok(n) if n == frame.len() => {
                 written += 1;
+                expiry = [expiry, m.expires].into_iter().flatten().min();
                 kept.push(m);
             }
             Ok(n) => {
@@ -219,7 +233,7 @@ fn send(
         }
     }
     cursor.count(count * written);
-    kept
+    (kept, expiry)
 }
 
 /// Hands a member whose socket is full to a drain task of its own, with
