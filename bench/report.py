@@ -221,6 +221,9 @@ def targets(runs):
     what = "server CPU per delivered event, fan-out"
     rows.append(ratio_row(runs, what, "rill", "floor", "fanout", "cpu_us_per_event", "≤", 1.25))
     rows.append(ratio_row(runs, "", "rill", "nchan", "fanout", "cpu_us_per_event", "≤", 0.6))
+    # What one write per socket per event costs against nchan: how far
+    # below nchan any server can go on this machine.
+    rows.append(ratio_row(runs, "", "floor", "nchan", "fanout", "cpu_us_per_event"))
     rows.append(ratio_row(runs, "", "rill", "rill-hyper", "fanout", "cpu_us_per_event"))
     what = "burst: deliveries per server CPU-second"
     rows.append(ratio_row(runs, what, "rill", "nchan", "burst", "events_per_cpu_s", "≥", 3))
