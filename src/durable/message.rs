@@ -184,17 +184,19 @@ pub enum Piece {
 }
 
 /// Longest line of an event rill stored; the store's own limit is far below.
-const MAX_LINE: usize = 64 * 1024 * 1024;
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
 
-/// Decodes one stored event as `view` reads it.
-pub fn decode(view: View, record: &Record) -> Piece {
+/// A stored event as rill encoded it: its type, data and id.
+pub fn parse(record: &Record) -> Option<ParsedEvent> {
     let mut parser = Parser::new(MAX_LINE);
     // Records hold whole events rill encoded.
     let _ = parser.feed(&record.frame);
-    match parser.next_event() {
-        Some(ev) => decode_event(view, ev),
-        None => Piece::Nothing,
-    }
+    parser.next_event()
+}
+
+/// Decodes one stored event as `view` reads it.
+pub fn decode(view: View, record: &Record) -> Piece {
+    parse(record).map_or(Piece::Nothing, |ev| decode_event(view, ev))
 }
 
 /// Decodes one event, as parsed from what rill sent, as `view` reads it.

@@ -12,19 +12,16 @@
 //! its last fork removes it, and so on up the chain.
 
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::write::{decimal, Create};
-use super::{answer, set, text, DsError, Stream, CLOSED, FORKED_FROM, FORK_OFFSET};
-use super::{FORK_SUB_OFFSET, NEXT_OFFSET};
+use super::{text, DsError, Stream, FORKED_FROM, FORK_OFFSET, FORK_SUB_OFFSET};
 use crate::durable::message::{self, decode, Piece};
 use crate::durable::offset::{self, Offset};
-use crate::durable::{now_ms, same_type, Attrs, ForkOf};
+use crate::durable::{same_type, ForkOf};
 use crate::http::AppState;
 use crate::ids::{EventId, StreamName};
-use crate::sse::Parser;
-use crate::store::new_epoch;
 
 /// A `PUT` that forks.
 #[derive(Debug, Clone)]
@@ -160,11 +157,7 @@ pub async fn create(
             break;
         }
         for r in page.records.iter().take_while(|r| r.id <= at) {
-            let mut p = Parser::new(64 * 1024 * 1024);
-            let _ = p.feed(&r.frame);
-            if let Some(ev) = p.next_event() {
-                copies.push(message::copy(&ev));
-            }
+            copies.extend(message::parse(r).map(|ev| message::copy(&ev)));
             after = r.id;
         }
         if page.records.last().is_some_and(|r| r.id >= at) {
@@ -191,39 +184,25 @@ pub async fn create(
     } else {
         message::draft(json, body, want.closed).map_err(|e| DsError::bad(e.to_string()))?
     };
-    let (ttl, expires_at, expires_ms) = if want.ttl.is_none() && want.expires_at.is_none() {
-        (src.ttl, src.expires_at.clone(), src.expires_ms)
-    } else {
-        (
-            want.ttl,
-            want.expires_at.as_ref().map(|e| e.0.clone()),
-            want.expires_at.as_ref().map(|e| e.1),
-        )
-    };
-    let attrs = Attrs {
-        prefix: new_epoch(),
-        content_type: src.content_type.clone(),
-        ttl,
-        expires_at,
-        expires_ms,
-        touched_ms: now_ms(),
-        fork: Some(ForkOf {
-            source: req.source.to_string(),
-            offset: at.0,
-            sub: req.sub,
-        }),
-        ..Attrs::default()
-    };
+    let mut attrs = want.attrs(&src.content_type);
+    if !want.own_expiry() {
+        attrs.ttl = src.ttl;
+        attrs.expires_at = src.expires_at.clone();
+        attrs.expires_ms = src.expires_ms;
+    }
+    attrs.fork = Some(ForkOf {
+        source: req.source.to_string(),
+        offset: at.0,
+        sub: req.sub,
+    });
     let tail = super::make(st, name, &attrs, &copies, first, want.closed).await?;
     source.update(st, |a| a.forks += 1).await?;
-    let mut h = HeaderMap::new();
-    set(&mut h, header::CONTENT_TYPE, &src.content_type);
-    set(&mut h, NEXT_OFFSET, offset::format(tail));
-    set(&mut h, header::LOCATION, location);
-    if want.closed {
-        set(&mut h, CLOSED, "true");
-    }
-    Ok(answer(StatusCode::CREATED, h, ()))
+    Ok(super::created(
+        &attrs.content_type,
+        tail,
+        location,
+        want.closed,
+    ))
 }
 
 /// A fork (or a soft-deleted stream) was removed: its source has one fork
@@ -256,6 +235,7 @@ pub async fn release(st: &AppState, mut source: Option<String>) -> Result<(), Ds
 
 #[cfg(test)]
 mod tests {
+    use super::super::set;
     use super::*;
 
     fn req(h: &[(&'static str, &str)]) -> Result<Option<Request>, DsError> {

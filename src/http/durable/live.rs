@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{answer, set, Stream, SSE_ENCODING};
-use crate::durable::message::{decode_event, Body, View};
+use crate::durable::message::{decode_event, Body, View, MAX_LINE};
 use crate::durable::now_ms;
 use crate::durable::offset;
 use crate::http::AppState;
@@ -101,7 +101,7 @@ impl Tail {
         }
         let view = s.view();
         let deadline = tokio::time::Instant::now() + self.st.durable.sse_lifetime;
-        let mut frames = Parser::new(64 * 1024 * 1024);
+        let mut frames = Parser::new(MAX_LINE);
         loop {
             let Ok(out) = tokio::time::timeout_at(deadline, sub.next()).await else {
                 return;

@@ -260,11 +260,7 @@ impl Stream {
         if !head.exists() {
             return Ok(None);
         }
-        let attrs = log
-            .attrs(name)
-            .await?
-            .and_then(|a| Attrs::from_json(&a))
-            .filter(|a| head.prefix.as_deref() == Some(a.prefix.as_str()));
+        let attrs = own_attrs(log.attrs(name).await?.as_deref(), &head);
         if attrs.as_ref().is_some_and(|a| a.expired(now_ms())) {
             remove(st, name).await?;
             return Ok(None);
@@ -315,11 +311,7 @@ impl Stream {
         let log = &st.hub.store().log;
         for _ in 0..UPDATE_TRIES {
             let raw = log.attrs(&self.name).await?;
-            let Some(mut a) = raw
-                .as_deref()
-                .and_then(Attrs::from_json)
-                .filter(|a| self.head.prefix.as_deref() == Some(a.prefix.as_str()))
-            else {
+            let Some(mut a) = own_attrs(raw.as_deref(), &self.head) else {
                 return Err(DsError::not_found(&self.name));
             };
             f(&mut a);
@@ -362,15 +354,35 @@ impl Stream {
     }
 
     /// The headers every answer about the stream carries: its content
-    /// type, tail and closure.
+    /// type and the offset to read on from.
     pub fn headers(&self, next: EventId) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(self.content_type()) {
-            h.insert(header::CONTENT_TYPE, v);
-        }
-        set(&mut h, NEXT_OFFSET, crate::durable::offset::format(next));
-        h
+        stream_headers(self.content_type(), next)
     }
+}
+
+/// Stored attributes, if they are those of the incarnation `head` is of:
+/// attributes of an earlier one are stale.
+fn own_attrs(raw: Option<&str>, head: &Replay) -> Option<Attrs> {
+    raw.and_then(Attrs::from_json)
+        .filter(|a| head.prefix.as_deref() == Some(a.prefix.as_str()))
+}
+
+/// A stream's content type and the offset to read on from.
+fn stream_headers(content_type: &str, next: EventId) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    set(&mut h, header::CONTENT_TYPE, content_type);
+    set(&mut h, NEXT_OFFSET, crate::durable::offset::format(next));
+    h
+}
+
+/// The `201` of a stream made at `location`, with its tail.
+pub fn created(content_type: &str, tail: EventId, location: String, closed: bool) -> Response {
+    let mut h = stream_headers(content_type, tail);
+    set(&mut h, header::LOCATION, location);
+    if closed {
+        set(&mut h, CLOSED, "true");
+    }
+    answer(StatusCode::CREATED, h, ())
 }
 
 /// Makes stream `name` with `attrs` and its first events: `drafts`, then

@@ -13,7 +13,7 @@ use axum::Extension;
 use super::UP_TO_DATE;
 use super::{answer, checked_name, set, DsError, Stream, CLOSED, CURSOR, EXPIRES_AT, TTL};
 use crate::auth::{Grant, Right};
-use crate::durable::message::{decode, Body};
+use crate::durable::message::{decode, Body, MAX_LINE};
 use crate::durable::now_ms;
 use crate::durable::offset::{self, Offset};
 use crate::http::AppState;
@@ -298,16 +298,7 @@ async fn long_poll(
     cursor: Option<&str>,
 ) -> Result<Response, DsError> {
     let view = s.view();
-    let empty = |s: &Stream, closed: bool| {
-        let mut h = s.headers(after);
-        set(&mut h, UP_TO_DATE, "true");
-        if closed {
-            set(&mut h, CLOSED, "true");
-        } else {
-            set(&mut h, CURSOR, offset::cursor(now_ms(), cursor));
-        }
-        answer(StatusCode::NO_CONTENT, h, ())
-    };
+    let empty = |s: &Stream, closed: bool| no_data(s, after, closed, cursor);
     if s.closed() {
         return Ok(empty(&s, true));
     }
@@ -326,7 +317,7 @@ async fn long_poll(
         }
     };
     let deadline = tokio::time::Instant::now() + st.durable.long_poll;
-    let mut frames = crate::sse::Parser::new(64 * 1024 * 1024);
+    let mut frames = crate::sse::Parser::new(MAX_LINE);
     loop {
         let out = match tokio::time::timeout_at(deadline, sub.next()).await {
             Err(_) => return Ok(empty(&s, false)),
@@ -342,10 +333,7 @@ async fn long_poll(
                 };
                 let closed = now.closed() && next >= now.tail();
                 if body.is_empty() && closed {
-                    let mut h = now.headers(next);
-                    set(&mut h, UP_TO_DATE, "true");
-                    set(&mut h, CLOSED, "true");
-                    return Ok(answer(StatusCode::NO_CONTENT, h, ()));
+                    return Ok(no_data(&now, next, true, cursor));
                 }
                 let mut h = now.headers(next);
                 if next >= now.tail() {
@@ -378,6 +366,19 @@ async fn long_poll(
             }
         }
     }
+}
+
+/// A long-poll's `204`: up to date at `at`, and closed, or with a cursor
+/// to come back with.
+fn no_data(s: &Stream, at: EventId, closed: bool, cursor: Option<&str>) -> Response {
+    let mut h = s.headers(at);
+    set(&mut h, UP_TO_DATE, "true");
+    if closed {
+        set(&mut h, CLOSED, "true");
+    } else {
+        set(&mut h, CURSOR, offset::cursor(now_ms(), cursor));
+    }
+    answer(StatusCode::NO_CONTENT, h, ())
 }
 
 #[cfg(test)]

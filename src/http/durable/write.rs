@@ -77,6 +77,26 @@ impl Create {
         })
     }
 
+    /// Whether the request sets an expiry of its own (a fork without one
+    /// keeps its source's).
+    pub fn own_expiry(&self) -> bool {
+        self.ttl.is_some() || self.expires_at.is_some()
+    }
+
+    /// The attributes of a new stream of `content_type` made by this
+    /// request: a fresh incarnation, its expiry, touched now.
+    pub fn attrs(&self, content_type: &str) -> Attrs {
+        Attrs {
+            prefix: new_epoch(),
+            content_type: content_type.to_owned(),
+            ttl: self.ttl,
+            expires_at: self.expires_at.as_ref().map(|e| e.0.clone()),
+            expires_ms: self.expires_at.as_ref().map(|e| e.1),
+            touched_ms: now_ms(),
+            ..Attrs::default()
+        }
+    }
+
     /// Whether an existing stream was made with this configuration (a
     /// fork's content type and expiry may have come from its source).
     fn matches(&self, s: &Stream, fork: bool) -> bool {
@@ -84,9 +104,8 @@ impl Create {
             return false;
         };
         if fork {
-            let own_expiry = self.ttl.is_some() || self.expires_at.is_some();
             return (!self.explicit_type || same_type(&a.content_type, &self.content_type))
-                && (!own_expiry
+                && (!self.own_expiry()
                     || (a.ttl == self.ttl
                         && a.expires_ms == self.expires_at.as_ref().map(|e| e.1)))
                 && s.closed() == self.closed;
@@ -224,22 +243,15 @@ pub async fn create(
     } else {
         message::draft(json, &body, want.closed).map_err(body_error)?
     };
-    let attrs = Attrs {
-        prefix: new_epoch(),
-        content_type: want.content_type.clone(),
-        ttl: want.ttl,
-        expires_at: want.expires_at.as_ref().map(|e| e.0.clone()),
-        expires_ms: want.expires_at.as_ref().map(|e| e.1),
-        touched_ms: now_ms(),
-        ..Attrs::default()
-    };
+    let attrs = want.attrs(&want.content_type);
     let tail = super::make(&st, &name, &attrs, &[], first, want.closed).await?;
-    let mut h = headers_for(&want.content_type, tail);
-    set(&mut h, header::LOCATION, location(&headers, &uri, &name));
-    if want.closed {
-        set(&mut h, CLOSED, "true");
-    }
-    Ok(answer(StatusCode::CREATED, h, ()))
+    let location = location(&headers, &uri, &name);
+    Ok(super::created(
+        &attrs.content_type,
+        tail,
+        location,
+        want.closed,
+    ))
 }
 
 /// The stream's absolute URL, from the request's scheme (or
@@ -259,13 +271,6 @@ fn location(h: &HeaderMap, uri: &Uri, name: &StreamName) -> String {
         .or_else(|| text(h, &HeaderName::from_static("x-forwarded-proto")))
         .unwrap_or_else(|| "http".into());
     format!("{scheme}://{host}{path}")
-}
-
-fn headers_for(content_type: &str, tail: crate::ids::EventId) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    set(&mut h, header::CONTENT_TYPE, content_type);
-    set(&mut h, super::NEXT_OFFSET, offset::format(tail));
-    h
 }
 
 /// The producer headers: all three or none.
@@ -363,11 +368,11 @@ pub async fn append(
     if s.closed() {
         let mut h = s.headers(s.tail());
         set(&mut h, CLOSED, "true");
-        if let Some(st) = stamp
+        if let Some(closer) = stamp
             .as_ref()
-            .filter(|st| attrs.closed_by.as_ref() == Some(st))
+            .filter(|s| attrs.closed_by.as_ref() == Some(s))
         {
-            producer_headers(&mut h, st.epoch, st.seq);
+            producer_headers(&mut h, closer.epoch, closer.seq);
             return Ok(answer(StatusCode::NO_CONTENT, h, ()));
         }
         if body.is_empty() {
