@@ -402,7 +402,16 @@ pub async fn make(
     };
     let log = &st.hub.store().log;
     // The attributes first: a reader that finds the stream finds them.
-    log.set_attrs(name, Some(&attrs.to_json())).await?;
+    // Swapped in over whatever stale ones are there, so that a node making
+    // the same stream at the same moment keeps its own: only one of the
+    // two swaps succeeds.
+    let stale = log.attrs(name).await?;
+    if !log
+        .swap_attrs(name, stale.as_deref(), Some(&attrs.to_json()))
+        .await?
+    {
+        return Err(StoreError::Exists(name.clone()).into());
+    }
     let spec = StreamSpec {
         prefix: attrs.prefix.clone(),
         owner: None,
