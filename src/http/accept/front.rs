@@ -30,7 +30,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode, Version};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -75,8 +75,14 @@ impl Task {
     /// first other request and everything after it with hyper.
     pub(super) async fn plain_front(self, mut conn: Connection) {
         let mut buf = BytesMut::with_capacity(1024);
+        // One timer for the connection's life, moved on at each request:
+        // moving a registered timer later is one atomic store, where a
+        // timer per request would be registered and removed each time.
+        let idle = tokio::time::sleep(self.shared.idle);
+        tokio::pin!(idle);
         loop {
             let deadline = Instant::now() + self.shared.idle;
+            idle.as_mut().reset(deadline);
             let head = loop {
                 let rules = self.shared.front.as_ref().map(|f| Rules {
                     cors: f.cors,
@@ -87,10 +93,15 @@ impl Task {
                     Head::Partial => break Head::Other,
                     head => break head,
                 }
-                match tokio::time::timeout_at(deadline, conn.read_buf(&mut buf)).await {
+                let read = tokio::select! {
+                    biased;
+                    read = wire::read_some(conn.tcp(), &mut buf) => Ok(read),
+                    () = &mut idle => Err(()),
+                };
+                match read {
                     Ok(Ok(n)) if n > 0 => {}
                     Ok(_) => return,
-                    Err(_) => {
+                    Err(()) => {
                         metrics::counter!(m::CONNECTIONS_DROPPED, "reason" => "header_timeout")
                             .increment(1);
                         return;
@@ -138,8 +149,8 @@ impl Task {
             drop(body);
             let expires = parts.extensions.get::<StreamExpiry>().map(|e| e.0);
             let head = wire::head(&parts, None);
-            let wrote = tokio::time::timeout_at(write_by, wire::write_all(conn.tcp(), &head)).await;
-            if !matches!(wrote, Ok(Ok(()))) {
+            let wrote = wire::write_all_by(conn.tcp(), &head, write_by).await;
+            if wrote.is_err() {
                 return Answered::Closed;
             }
             parking.park(conn, sub, expires);
@@ -172,9 +183,9 @@ pub(super) async fn write_answer(
     if !bodyless {
         out.extend_from_slice(body);
     }
-    let wrote = tokio::time::timeout_at(write_by, wire::write_all(conn.tcp(), &out)).await;
+    let wrote = wire::write_all_by(conn.tcp(), &out, write_by).await;
     match wrote {
-        Ok(Ok(())) if !close => Answered::Continue(conn),
+        Ok(()) if !close => Answered::Continue(conn),
         _ => Answered::Closed,
     }
 }

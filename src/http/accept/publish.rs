@@ -13,7 +13,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use bytes::{Buf, BufMut, BytesMut};
 use http_body_util::BodyExt;
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::front::{wants_close, write_answer, Answered, MAX_ANSWER};
@@ -84,24 +83,28 @@ impl Publish {
                 let value = HeaderValue::from_bytes(h.value).ok()?;
                 publish.headers.append(name, value);
             }
-            let lower = h.name.to_ascii_lowercase();
-            match lower.as_str() {
-                "content-length" if length.is_some() => return None,
-                "content-length" => {
-                    let v = std::str::from_utf8(h.value).ok()?;
-                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                        return None;
-                    }
-                    length = Some(v.parse().ok()?);
+            let is = |name: &str| h.name.eq_ignore_ascii_case(name);
+            if is("content-length") {
+                if length.is_some() {
+                    return None;
                 }
-                "transfer-encoding" | "expect" | "upgrade" | "http2-settings" => return None,
-                "origin" if cors => return None,
-                "content-type" => {
-                    publish.content_type = Some(std::str::from_utf8(h.value).ok()?.to_owned());
+                let v = std::str::from_utf8(h.value).ok()?;
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
                 }
-                "connection" => publish.close |= wants_close(Some(h.value)),
-                IDEMPOTENCY_KEY => publish.key = Some(h.value.to_vec()),
-                _ => {}
+                length = Some(v.parse().ok()?);
+            } else if ["transfer-encoding", "expect", "upgrade", "http2-settings"]
+                .iter()
+                .any(|n| is(n))
+                || (cors && is("origin"))
+            {
+                return None;
+            } else if is("content-type") {
+                publish.content_type = Some(std::str::from_utf8(h.value).ok()?.to_owned());
+            } else if is("connection") {
+                publish.close |= wants_close(Some(h.value));
+            } else if is(IDEMPOTENCY_KEY) {
+                publish.key = Some(h.value.to_vec());
             }
         }
         publish.length = length?;
@@ -114,14 +117,15 @@ impl Task {
     /// the connection) and answers it.
     pub(super) async fn publish(
         &self,
-        mut conn: Connection,
+        conn: Connection,
         publish: Publish,
         buf: &mut BytesMut,
     ) -> Answered {
         let Some(front) = self.shared.front.as_ref() else {
             return Answered::Closed;
         };
-        let write_by = Instant::now() + self.shared.idle;
+        let now = Instant::now();
+        let write_by = now + self.shared.idle;
         if publish.length > front.body_limit {
             // The body is not read, so the connection cannot carry another
             // request.
@@ -131,10 +135,10 @@ impl Task {
             };
             return answer_error(conn, refused, true, write_by).await;
         }
-        let body_by = Instant::now() + self.shared.body_read_timeout;
+        let body_by = now + self.shared.body_read_timeout;
         while buf.len() < publish.length {
             buf.reserve(publish.length - buf.len());
-            match tokio::time::timeout_at(body_by, conn.read_buf(buf)).await {
+            match tokio::time::timeout_at(body_by, wire::read_some(conn.tcp(), buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Answered::Closed,
                 Err(_) => {
@@ -170,9 +174,8 @@ impl Task {
         match published {
             Ok(appended) => {
                 let answer = created(&appended, publish.close);
-                match tokio::time::timeout_at(write_by, wire::write_all(conn.tcp(), &answer)).await
-                {
-                    Ok(Ok(())) if !publish.close => Answered::Continue(conn),
+                match wire::write_all_by(conn.tcp(), &answer, write_by).await {
+                    Ok(()) if !publish.close => Answered::Continue(conn),
                     _ => Answered::Closed,
                 }
             }

@@ -11,7 +11,9 @@ use std::io;
 use axum::http::response::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// The chunk that ends a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
@@ -107,6 +109,61 @@ fn put_header(out: &mut BytesMut, name: &str, value: &HeaderValue) {
     out.put_slice(b"\r\n");
 }
 
+/// Reads what the socket holds into `buf` (at least one byte, or `0` at
+/// the end of the stream), waiting for it only when there is nothing yet.
+///
+/// A read that comes back shorter than the room it was given has emptied
+/// the socket, so the socket's readiness is cleared there and then: the
+/// next call waits for the next arrival instead of first asking the kernel
+/// again and hearing "would block", one system call fewer per request on a
+/// keep-alive connection. This is safe with tokio's edge-triggered
+/// readiness: data arriving after the read raises a new readiness event,
+/// which the clearing cannot undo (tokio clears only the event it saw).
+pub async fn read_some(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 256 {
+        buf.reserve(1024);
+    }
+    let room = buf.capacity() - buf.len();
+    loop {
+        tcp.readable().await?;
+        let mut drained = None;
+        let read = tcp.try_io(Interest::READABLE, || {
+            let n = tcp.try_read_buf(buf)?;
+            if n > 0 && n < room {
+                // Report "would block" so that tokio clears the readiness;
+                // the count goes out beside it.
+                drained = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (read, drained) {
+            (_, Some(n)) => return Ok(n),
+            (Ok(n), None) => return Ok(n),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => {}
+            (Err(e), None) => return Err(e),
+        }
+    }
+}
+
+/// Writes all of `bytes` by `deadline`. The usual answer fits the socket
+/// at once, so no timer is made unless the socket is full.
+pub async fn write_all_by(tcp: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match tcp.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return tokio::time::timeout_at(deadline, write_all(tcp, bytes))
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes all of `bytes`, waiting for the socket to take more only when
 /// it would block.
 pub async fn write_all(tcp: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
@@ -146,5 +203,67 @@ mod tests {
         assert!(!text.contains("content-length"));
         let text = String::from_utf8(head(&parts, Some(3)).to_vec()).unwrap();
         assert!(text.ends_with("content-length: 3\r\n\r\n"), "{text}");
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_drained_socket_still_hears_the_next_request() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = pair().await;
+        let mut buf = BytesMut::new();
+        for round in 0..50 {
+            let request = format!("request {round}\n");
+            if round % 2 == 1 {
+                // Arrives while the reader waits, not before it reads.
+                let later = request.clone();
+                let (c, wrote) = tokio::join!(
+                    async {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                        client.write_all(later.as_bytes()).await
+                    },
+                    read_some(&server, &mut buf)
+                );
+                c.unwrap();
+                assert!(wrote.unwrap() > 0);
+            } else {
+                client.write_all(request.as_bytes()).await.unwrap();
+            }
+            while buf.len() < request.len() {
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    read_some(&server, &mut buf),
+                );
+                assert!(read.await.unwrap().unwrap() > 0);
+            }
+            assert_eq!(&buf[..], request.as_bytes());
+            buf.clear();
+        }
+        drop(client);
+        assert_eq!(read_some(&server, &mut buf).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_fills_the_buffer_leaves_the_rest_to_the_next() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = pair().await;
+        let sent: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        let mut buf = BytesMut::with_capacity(16);
+        while buf.len() < sent.len() {
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                read_some(&server, &mut buf),
+            );
+            assert!(read.await.unwrap().unwrap() > 0);
+        }
+        assert_eq!(&buf[..], &sent[..]);
     }
 }
