@@ -265,6 +265,7 @@ fn serve_options(args: &ServeArgs) -> Result<ServeOptions, ServerError> {
         max_header_bytes: s.max_header_bytes,
         send_buffer_bytes: s.send_buffer_bytes,
         delivery: args.delivery,
+        fanout_writes: args.fanout_writes,
         retry_ms: args.retry_ms,
         front: None,
     })

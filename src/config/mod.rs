@@ -24,7 +24,7 @@ pub use file::{load, load_from};
 pub use table::markdown as settings_table;
 
 use crate::generation::GenerationConfig;
-use crate::http::accept::Delivery;
+use crate::http::accept::{Delivery, FanoutWrites};
 use crate::hub::HubConfig;
 use crate::store::Retention;
 
@@ -182,6 +182,13 @@ pub struct ServeArgs {
     /// per connection).
     #[arg(long, env = "RILL_DELIVERY", value_enum, default_value_t = Delivery::Parked)]
     pub delivery: Delivery,
+
+    /// How the parked path writes an event to a stream's subscribers:
+    /// `send` (one system call per subscriber) or `uring` (the same writes
+    /// submitted in io_uring batches; rill falls back to `send` where the
+    /// kernel refuses io_uring).
+    #[arg(long, env = "RILL_FANOUT_WRITES", value_enum, default_value_t = FanoutWrites::Uring)]
+    pub fanout_writes: FanoutWrites,
 
     /// Model back-end for `POST /v1/generations`.
     #[arg(long, env = "RILL_BACKEND", value_enum, default_value_t = BackendKind::Mock)]

@@ -64,6 +64,19 @@ pub enum Delivery {
     Hyper,
 }
 
+/// How a parked stream's writer writes a frame to its subscribers.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FanoutWrites {
+    /// One non-blocking `send` system call per subscriber.
+    Send,
+    /// The same writes submitted in io_uring batches (Linux); falls back
+    /// to `send` where the kernel refuses io_uring.
+    Uring,
+}
+
 /// How the server loop treats connections.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -87,6 +100,8 @@ pub struct ServeOptions {
     pub send_buffer_bytes: usize,
     /// Which path serves HTTP/1.1 event streams.
     pub delivery: Delivery,
+    /// How the parked path's writers write to their subscribers.
+    pub fanout_writes: FanoutWrites,
     /// The `retry:` base, for parked streams' jittered one at shutdown.
     pub retry_ms: u64,
     /// What rill's own HTTP/1.1 front needs to answer publishes itself;
@@ -107,6 +122,7 @@ impl ServeOptions {
             max_header_bytes: 16 * 1024,
             send_buffer_bytes: 64 * 1024,
             delivery: Delivery::Parked,
+            fanout_writes: FanoutWrites::Uring,
             retry_ms: 2000,
             front: None,
         }
@@ -139,7 +155,7 @@ pub async fn serve_with(
     // Event streams of plain HTTP/1.1 connections are parked (TLS keeps
     // hyper: the TLS state would have to be kept per connection anyway).
     let parking = (opts.delivery == Delivery::Parked && opts.tls.is_none())
-        .then(|| Parking::new(opts.retry_ms));
+        .then(|| Parking::new(opts.retry_ms, opts.fanout_writes));
     let shared = Arc::new(Shared {
         builder: builder(&opts),
         app,

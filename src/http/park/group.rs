@@ -15,13 +15,14 @@
 //! twice. The writer stops when its last member is gone; the next
 //! subscriber at the live edge starts another.
 
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{drain, lock, wire, ParkedConn, Parking};
+use super::{drain, lock, uring, wire, ParkedConn, Parking};
 use crate::http::sse::encode_out;
 use crate::hub::{shutdown_retry, Cursor, Out};
 use crate::ids::{EventId, StreamName};
@@ -187,9 +188,11 @@ async fn write(parking: Parking, group: Arc<Group>, mut cursor: Cursor) {
 /// not tokio's `try_write`: that one also reads and updates the socket's
 /// readiness in the I/O driver, one more object per member to bring into
 /// the cache, 10,000 times per event in the fan-out benchmark (see
-/// bench/RESULTS.md, fan-out). A write that would block hands the member
-/// to a drain task, whose first wait for writability finds out for
-/// itself.
+/// bench/RESULTS.md, fan-out). With `--fanout-writes uring`, a large
+/// group's sends go to the kernel in io_uring batches instead
+/// ([`uring`]): the same writes, without one system call each. A write
+/// that would block hands the member to a drain task, whose first wait for
+/// writability finds out for itself.
 fn send(
     parking: &Parking,
     cursor: &Cursor,
@@ -208,32 +211,81 @@ fn send(
         _ => 0,
     };
     let frame = wire::chunk(&encode_out(out));
-    let mut kept = Vec::with_capacity(members.len());
-    let mut expiry: Option<Instant> = None;
-    let mut written = 0u64;
-    for m in members {
-        if m.is_gone() {
-            continue;
+    let mut tally = Tally {
+        parking,
+        cursor,
+        frame: &frame,
+        kept: Vec::with_capacity(members.len()),
+        expiry: None,
+        written: 0,
+    };
+    let members: Vec<_> = members.into_iter().filter(|m| !m.is_gone()).collect();
+    if parking.batched_writes() && members.len() >= uring::MIN_BATCH {
+        let mut slots: Vec<Option<Arc<ParkedConn>>> = members.into_iter().map(Some).collect();
+        let fds: Vec<_> = slots
+            .iter()
+            .flatten()
+            .map(|m| m.tcp().as_raw_fd())
+            .collect();
+        let sent = uring::send_each(&fds, &frame, |i, result| {
+            if let Some(m) = slots.get_mut(i).and_then(Option::take) {
+                tally.record(m, result);
+            }
+        });
+        let left = slots.into_iter().flatten();
+        match sent {
+            Ok(()) => {}
+            Err(uring::Refused::Unavailable) => left.for_each(|m| tally.send(m)),
+            // Whether these got the frame, or part of it, is unknown:
+            // they are closed, and resume from their last event id.
+            Err(uring::Refused::Broken) => left.for_each(|m| m.abort()),
         }
-        match socket2::SockRef::from(m.tcp()).send(&frame) {
-            Ok(n) if n == frame.len() => {
-                written += 1;
-                expiry = [expiry, m.expires].into_iter().flatten().min();
-                kept.push(m);
+    } else {
+        members.into_iter().for_each(|m| tally.send(m));
+    }
+    cursor.count(count * tally.written);
+    (tally.kept, tally.expiry)
+}
+
+/// The outcome of one frame's writes to a group.
+struct Tally<'a> {
+    parking: &'a Parking,
+    cursor: &'a Cursor,
+    frame: &'a Bytes,
+    /// Members that took the whole frame.
+    kept: Vec<Arc<ParkedConn>>,
+    /// The earliest token expiry among `kept`.
+    expiry: Option<Instant>,
+    /// Members the frame went to (whole, or partly for a drain to finish).
+    written: u64,
+}
+
+impl Tally<'_> {
+    /// Writes the frame to `m` with one `send`.
+    fn send(&mut self, m: Arc<ParkedConn>) {
+        let result = socket2::SockRef::from(m.tcp()).send(self.frame);
+        self.record(m, result);
+    }
+
+    /// Files `m` by what its write did.
+    fn record(&mut self, m: Arc<ParkedConn>, result: std::io::Result<usize>) {
+        match result {
+            Ok(n) if n == self.frame.len() => {
+                self.written += 1;
+                self.expiry = [self.expiry, m.expires].into_iter().flatten().min();
+                self.kept.push(m);
             }
             Ok(n) => {
-                written += 1;
-                slow(parking, m, cursor, frame.slice(n..));
+                self.written += 1;
+                slow(self.parking, m, self.cursor, self.frame.slice(n..));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                written += 1;
-                slow(parking, m, cursor, frame.clone());
+                self.written += 1;
+                slow(self.parking, m, self.cursor, self.frame.clone());
             }
             Err(_) => m.gone(),
         }
     }
-    cursor.count(count * written);
-    (kept, expiry)
 }
 
 /// Hands a member whose socket is full to a drain task of its own, with

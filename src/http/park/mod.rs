@@ -26,6 +26,7 @@
 
 mod drain;
 mod group;
+mod uring;
 mod watch;
 pub mod wire;
 
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use super::accept::FanoutWrites;
 use super::listener::Connection;
 use crate::hub::{Place, Subscription};
 use crate::ids::StreamName;
@@ -56,6 +58,8 @@ struct Inner {
     all_closed: Notify,
     /// The `retry:` hint base, for the jittered one at shutdown.
     retry_ms: u64,
+    /// How a group's writer writes a frame to its members.
+    writes: FanoutWrites,
 }
 
 /// A parked connection: the socket, the subscriber's place, and when its
@@ -71,8 +75,9 @@ pub(crate) struct ParkedConn {
 
 impl Parking {
     /// An empty parking, with its disconnect watcher running. `retry_ms` is
-    /// the base of the jittered `retry:` sent at shutdown.
-    pub fn new(retry_ms: u64) -> Self {
+    /// the base of the jittered `retry:` sent at shutdown; `writes` says
+    /// how a stream's writer writes to its members.
+    pub fn new(retry_ms: u64, writes: FanoutWrites) -> Self {
         let (watcher, arrivals) = mpsc::unbounded_channel();
         tokio::spawn(watch::run(arrivals));
         Self {
@@ -82,6 +87,7 @@ impl Parking {
                 open: AtomicUsize::new(0),
                 all_closed: Notify::new(),
                 retry_ms,
+                writes,
             }),
         }
     }
@@ -126,6 +132,12 @@ impl Parking {
     fn retry_ms(&self) -> u64 {
         self.inner.retry_ms
     }
+
+    /// Whether large groups are written in io_uring batches (asked for,
+    /// and io_uring has not turned out unavailable).
+    fn batched_writes(&self) -> bool {
+        self.inner.writes == FanoutWrites::Uring && uring::available()
+    }
 }
 
 impl ParkedConn {
@@ -147,6 +159,13 @@ impl ParkedConn {
         if let Some(group) = lock(&self.group).upgrade() {
             group.member_gone();
         }
+    }
+
+    /// Closes the connection without ending the response: the client sees
+    /// the body cut off, reconnects and resumes from its last event id.
+    fn abort(&self) {
+        let _ = socket2::SockRef::from(self.tcp()).shutdown(std::net::Shutdown::Both);
+        self.gone();
     }
 
     /// Ends the response: writes `tail` if the socket takes it now, the
