@@ -131,6 +131,7 @@ METRICS = [
     ("burst: latency p99 (ms)", "burst", "latency_p99_us", 1, 1000),
     ("publish: publishes/s over HTTP", "publish", "publishes_per_s", 0, 1),
     ("publish: server CPU per publish (µs)", "publish", "cpu_us_per_publish", 1, 1),
+    ("publish: load client CPU per publish (µs)", "publish", "client_cpu_us_per_publish", 1, 1),
     ("storm: subscribers", "storm", "subscribers", 0, 1),
     ("storm: established", "storm", "established", 0, 1),
     ("storm: closed before headers", "storm", "closed_before_headers", 0, 1),

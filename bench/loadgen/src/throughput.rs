@@ -30,7 +30,9 @@ pub async fn publish(args: &Args) -> std::io::Result<()> {
     let sources = Arc::new(Sources::new(4));
     let ok = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
+    let me = [std::process::id()];
     let cpu0 = cpu_seconds(&pids);
+    let own0 = cpu_seconds(&me);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -57,6 +59,7 @@ pub async fn publish(args: &Args) -> std::io::Result<()> {
     }
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&pids) - cpu0;
+    let own = cpu_seconds(&me) - own0;
     let ok = ok.load(Ordering::Relaxed) as f64;
     Report::new("publish", args)
         .num("connections", conns as f64)
@@ -65,6 +68,7 @@ pub async fn publish(args: &Args) -> std::io::Result<()> {
         .num("publishes_per_s", ok / wall)
         .num("server_cpu_s", cpu)
         .num("cpu_us_per_publish", cpu * 1e6 / ok.max(1.0))
+        .num("client_cpu_us_per_publish", own * 1e6 / ok.max(1.0))
         .print();
     Ok(())
 }
