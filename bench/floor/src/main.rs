@@ -456,6 +456,15 @@ mod tests {
         buf
     }
 
+    /// A subscriber whose stream head has arrived.
+    fn subscribe(addr: SocketAddr) -> TcpStream {
+        let mut sub = connect(addr);
+        sub.write_all(b"GET /sub HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_n(&mut sub, STREAM_HEAD.len()), STREAM_HEAD);
+        sub
+    }
+
     fn post(body: &str) -> String {
         format!(
             "POST /pub HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
@@ -466,10 +475,7 @@ mod tests {
     #[test]
     fn a_subscriber_gets_the_head_then_each_event() {
         let addr = start();
-        let mut sub = connect(addr);
-        sub.write_all(b"GET /sub HTTP/1.1\r\nhost: x\r\n\r\n")
-            .unwrap();
-        assert_eq!(read_n(&mut sub, STREAM_HEAD.len()), STREAM_HEAD);
+        let mut sub = subscribe(addr);
 
         let mut publisher = connect(addr);
         for (id, body) in [(1, "b 1"), (2, "b 2")] {
@@ -483,9 +489,7 @@ mod tests {
     #[test]
     fn pipelined_requests_all_get_answers() {
         let addr = start();
-        let mut sub = connect(addr);
-        sub.write_all(b"GET /sub HTTP/1.1\r\n\r\n").unwrap();
-        assert_eq!(read_n(&mut sub, STREAM_HEAD.len()), STREAM_HEAD);
+        let mut sub = subscribe(addr);
 
         // Two publishes and a 404 in one write, a stray empty line between.
         let mut c = connect(addr);

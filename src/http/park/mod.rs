@@ -176,8 +176,7 @@ impl ParkedConn {
         last.extend_from_slice(&wire::chunk(tail));
         last.extend_from_slice(wire::LAST_CHUNK);
         let _ = self.tcp().try_write(&last);
-        let _ = socket2::SockRef::from(self.tcp()).shutdown(std::net::Shutdown::Both);
-        self.gone();
+        self.abort();
     }
 }
 

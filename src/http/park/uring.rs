@@ -41,7 +41,8 @@ thread_local! {
 /// Why a batch was not (wholly) written through io_uring.
 #[derive(Debug)]
 pub(super) enum Refused {
-    /// io_uring is not available: nothing was written; write with `send`.
+    /// io_uring is not available (or cannot take a frame this large):
+    /// nothing was written; write with `send`.
     Unavailable,
     /// The ring failed mid-batch: the sockets not reported to `done` may
     /// or may not have been written.

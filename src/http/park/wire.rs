@@ -146,34 +146,36 @@ pub async fn read_some(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize>
     }
 }
 
-/// Writes all of `bytes` by `deadline`. The usual answer fits the socket
-/// at once, so no timer is made unless the socket is full.
-pub async fn write_all_by(tcp: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+/// Writes as much of `bytes` as the socket takes now, moving `bytes` past
+/// it; true when all of it went.
+fn write_now(tcp: &TcpStream, bytes: &mut &[u8]) -> io::Result<bool> {
     while !bytes.is_empty() {
         match tcp.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return tokio::time::timeout_at(deadline, write_all(tcp, bytes))
-                    .await
-                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
-            }
+            Ok(n) => *bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Writes all of `bytes` by `deadline`. The usual answer fits the socket
+/// at once, so no timer is made unless the socket is full.
+pub async fn write_all_by(tcp: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    if write_now(tcp, &mut bytes)? {
+        return Ok(());
+    }
+    tokio::time::timeout_at(deadline, write_all(tcp, bytes))
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// Writes all of `bytes`, waiting for the socket to take more only when
 /// it would block.
 pub async fn write_all(tcp: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match tcp.try_write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable().await?,
-            Err(e) => return Err(e),
-        }
+    while !write_now(tcp, &mut bytes)? {
+        tcp.writable().await?;
     }
     Ok(())
 }
